@@ -1,0 +1,1 @@
+//! Runs the IP allocator offline on a case file (`pharos ipalloc FILE`). Being written for issue 4.
