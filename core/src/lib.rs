@@ -5,7 +5,7 @@
 //! mio daemon, the tokio library, the simulator, a test) feeds it [`Event`]s with an explicit
 //! [`Instant`], and drains what it wants done.
 //!
-//! ```ignore
+//! ```
 //! use pharos_core::{config::{NodesFile, Tunables}, Event, Instant, Node, NodeConfig, Pnn};
 //! use core::time::Duration;
 //!
@@ -19,7 +19,7 @@
 //! // Time passes; the shell calls back at the deadline.
 //! now = node.poll_timeout().unwrap().max(now + Duration::from_millis(1));
 //! node.handle(now, Event::Timeout).unwrap();
-//! ```ignore
+//! ```
 //!
 //! Modules, one concern each: [`wire`] (frames), [`config`] (nodes file, public addresses,
 //! tunables), [`node`] (the state machine: transport, health), [`control`] (the control-socket
@@ -44,6 +44,10 @@ pub mod types;
 pub mod wire;
 
 pub use error::Error;
+pub use node::{Action, Event, Node, NodeConfig, Transmit};
 
 pub use time::Instant;
 pub use types::{ClientId, ConnId, Generation, Link, NodeFlags, Pnn};
+
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;

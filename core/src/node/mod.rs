@@ -1,0 +1,486 @@
+//! The `Node` state machine: one per daemon.
+//!
+//! # Contract (the quinn-proto / str0m sans-IO rules)
+//!
+//! - Feed every input to [`Node::handle`] with the current monotonic `now`; `now` never goes
+//!   backwards ([`Error::TimeWentBackwards`] otherwise, and the input is ignored).
+//! - After every `handle`, drain [`Node::poll_transmit`] until `None`, then [`Node::poll_action`]
+//!   until `None`, then read [`Node::poll_timeout`] and call `handle(now, Event::Timeout)` when it
+//!   is reached. Calling `Timeout` early is harmless.
+//! - Transmits always go on the node's outgoing connection to `Transmit::peer`; a transmit for a
+//!   peer without an established outgoing connection is dropped by the shell.
+//! - Ordering: a `Close` for a link is emitted after any transmit meant for it has been withdrawn,
+//!   and before any `Connect` that replaces it.
+//!
+//! The steady-state path (a keepalive frame in, keepalive ticks, keepalives out) allocates
+//! nothing once the queues have reached their working size.
+
+mod health;
+mod transport;
+
+use crate::config::{ConfigError, NodesFile, Tunables};
+use crate::control::{self, NodeStatus, RecoveryMode, Request, Response, StatusReport};
+use crate::error::Error;
+use crate::quorum;
+use crate::rng::Rng;
+use crate::time::Instant;
+use crate::types::{ClientId, ConnId, Generation, Link, NodeFlags, Pnn};
+use crate::wire::{self, Header, Message};
+use alloc::collections::VecDeque;
+use alloc::format;
+use alloc::vec::Vec;
+use core::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+pub use transport::OutState;
+
+/// A validated node configuration.
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    nodes: NodesFile,
+    pnn: Pnn,
+    port: u16,
+    tunables: Tunables,
+}
+
+impl NodeConfig {
+    /// Checks that `pnn` is a live (not deleted) slot of `nodes`.
+    pub fn new(
+        nodes: NodesFile,
+        pnn: Pnn,
+        port: u16,
+        tunables: Tunables,
+    ) -> Result<Self, ConfigError> {
+        if nodes.address_of(pnn).is_none() {
+            return Err(ConfigError::at(
+                0,
+                format!("pnn {pnn} is not a live node of the nodes file"),
+            ));
+        }
+        Ok(NodeConfig {
+            nodes,
+            pnn,
+            port,
+            tunables,
+        })
+    }
+
+    /// The nodes file.
+    pub fn nodes(&self) -> &NodesFile {
+        &self.nodes
+    }
+
+    /// This node's PNN.
+    pub fn pnn(&self) -> Pnn {
+        self.pnn
+    }
+}
+
+/// An input to the node.
+#[derive(Debug)]
+pub enum Event<'a> {
+    /// Time passed (the deadline from [`Node::poll_timeout`] was reached, or any wake-up).
+    Timeout,
+    /// Our outgoing connection to `peer` (asked for with [`Action::Connect`]) is established.
+    Connected {
+        /// The peer.
+        peer: Pnn,
+    },
+    /// Our outgoing connection to `peer` failed; the shell has already dropped the socket.
+    ConnectFailed {
+        /// The peer.
+        peer: Pnn,
+    },
+    /// The shell accepted a connection from `addr` and named it `conn`.
+    Accepted {
+        /// The shell's name for the connection.
+        conn: ConnId,
+        /// The remote address.
+        addr: IpAddr,
+    },
+    /// One whole frame (delimited with [`wire::frame_len`]) arrived on `link`.
+    Frame {
+        /// Where it arrived.
+        link: Link,
+        /// The frame's bytes, header included.
+        bytes: &'a [u8],
+    },
+    /// The byte stream on `link` cannot be split into frames ([`wire::frame_len`] failed).
+    BadStream {
+        /// The link.
+        link: Link,
+    },
+    /// `link` was closed by the other side (EOF) or reset; the shell has dropped the socket.
+    Closed {
+        /// The link.
+        link: Link,
+    },
+    /// A control-socket request; the answer comes as [`Action::Reply`].
+    Control {
+        /// The shell's name for the client.
+        client: ClientId,
+        /// The request.
+        request: Request,
+    },
+}
+
+/// Something the node wants the shell to do (besides transmitting frames).
+#[derive(Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Open our outgoing TCP connection to `peer` at `addr`, bound to our own address `local`
+    /// (so the peer recognises us), non-blocking; report [`Event::Connected`] or
+    /// [`Event::ConnectFailed`]. Replaces any existing outgoing socket to that peer.
+    Connect {
+        /// The peer.
+        peer: Pnn,
+        /// Its address and cluster port.
+        addr: SocketAddr,
+        /// Our node address, to bind the socket to.
+        local: IpAddr,
+    },
+    /// Close this connection without reporting it back.
+    Close {
+        /// The link.
+        link: Link,
+    },
+    /// Send this response to a control client.
+    Reply {
+        /// The client.
+        client: ClientId,
+        /// The answer.
+        response: Response,
+    },
+}
+
+/// One frame to send on the outgoing connection to `peer`. Encode it into the connection's
+/// write buffer with [`Transmit::encode`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Transmit {
+    /// The destination.
+    pub peer: Pnn,
+    header: Header,
+    message: Message,
+}
+
+impl Transmit {
+    /// Appends the encoded frame to `out` (no allocation if `out` has room).
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        wire::encode(&self.header, &self.message, out)
+    }
+
+    /// The message carried.
+    pub fn message(&self) -> &Message {
+        &self.message
+    }
+}
+
+/// Counters of inputs that were dropped or refused. Never reset.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Frames accepted.
+    pub frames_received: u64,
+    /// Frames that did not decode.
+    pub malformed_frames: u64,
+    /// Frames whose source PNN is not the connection's peer.
+    pub wrong_source: u64,
+    /// Frames addressed to another node.
+    pub wrong_destination: u64,
+    /// Frames on a connection the node does not know (already closed).
+    pub unknown_link: u64,
+    /// Connections refused because the address is not a configured node.
+    pub refused_connections: u64,
+    /// Streams closed because they could not be split into frames.
+    pub bad_streams: u64,
+    /// Keepalive ticks (for observability).
+    pub keepalive_ticks: u64,
+}
+
+/// One row of the node table: what this node knows of every slot.
+#[derive(Clone, Debug)]
+struct Peer {
+    /// `None` for a deleted slot.
+    address: Option<IpAddr>,
+    out: OutState,
+    incoming: Option<ConnId>,
+    /// A Hello arrived on the current incoming connection.
+    hello: bool,
+    /// Both directions are up and the peer said Hello: not DISCONNECTED.
+    connected: bool,
+    /// Frames received since the last keepalive tick.
+    rx_count: u32,
+    /// Consecutive keepalive intervals without a frame.
+    silent_intervals: u32,
+    /// The administrative flags the peer last told us.
+    flags: NodeFlags,
+    incarnation: u64,
+}
+
+/// A pharos cluster node, without I/O. See the module documentation for the contract.
+#[derive(Debug)]
+pub struct Node {
+    nodes: NodesFile,
+    pnn: Pnn,
+    port: u16,
+    tunables: Tunables,
+    now: Instant,
+    incarnation: u64,
+    /// Our own administrative flags.
+    own_flags: NodeFlags,
+    generation: Generation,
+    peers: Vec<Peer>,
+    transmits: VecDeque<Transmit>,
+    actions: VecDeque<Action>,
+    next_keepalive: Instant,
+    stats: Stats,
+}
+
+impl Node {
+    /// A node that starts connecting to its peers at once.
+    pub fn new(config: NodeConfig, seed: u64, now: Instant) -> Self {
+        let mut rng = Rng::new(seed);
+        let NodeConfig {
+            nodes,
+            pnn,
+            port,
+            tunables,
+        } = config;
+        let peers = nodes
+            .entries()
+            .iter()
+            .map(|e| Peer {
+                address: e.address,
+                out: OutState::Idle,
+                incoming: None,
+                hello: false,
+                connected: e.pnn == pnn,
+                rx_count: 0,
+                silent_intervals: 0,
+                flags: NodeFlags::empty(),
+                incarnation: 0,
+            })
+            .collect();
+        let n = nodes.len();
+        let mut node = Node {
+            nodes,
+            pnn,
+            port,
+            now,
+            incarnation: rng.next_u64(),
+            own_flags: NodeFlags::empty(),
+            generation: Generation(1),
+            peers,
+            // Room for a few frames per peer per event: the steady state never grows these.
+            transmits: VecDeque::with_capacity(4 * n + 8),
+            actions: VecDeque::with_capacity(2 * n + 8),
+            next_keepalive: now + tunables.keepalive_interval,
+            tunables,
+            stats: Stats::default(),
+        };
+        for i in 0..n {
+            let p = Pnn(i as u32);
+            if node.is_remote(p) {
+                node.start_connect(p);
+            }
+        }
+        node
+    }
+
+    /// Feeds one input. Returns an error only for misuse (see [`Error`]); bad peer input is
+    /// dropped and counted in [`Node::stats`].
+    pub fn handle(&mut self, now: Instant, event: Event<'_>) -> Result<(), Error> {
+        if now < self.now {
+            return Err(Error::TimeWentBackwards);
+        }
+        self.now = now;
+        match event {
+            Event::Timeout => {}
+            Event::Connected { peer } => {
+                self.check_remote(peer)?;
+                self.on_connected(peer);
+            }
+            Event::ConnectFailed { peer } => {
+                self.check_remote(peer)?;
+                self.on_connect_failed(peer);
+            }
+            Event::Accepted { conn, addr } => self.on_accepted(conn, addr),
+            Event::Frame { link, bytes } => self.on_frame(link, bytes),
+            Event::BadStream { link } => self.on_bad_stream(link),
+            Event::Closed { link } => self.on_closed(link),
+            Event::Control { client, request } => {
+                let response = self.control(&request);
+                self.actions.push_back(Action::Reply { client, response });
+            }
+        }
+        self.run_timers();
+        Ok(())
+    }
+
+    /// The next frame to send, if any.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    /// The next action, if any.
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    /// When the node next needs [`Event::Timeout`]: the earliest of the keepalive tick and the
+    /// connect deadlines and retries.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let mut t = self.next_keepalive;
+        for p in &self.peers {
+            if let Some(d) = p.out.deadline() {
+                t = t.min(d);
+            }
+        }
+        Some(t)
+    }
+
+    /// This node's PNN.
+    pub fn pnn(&self) -> Pnn {
+        self.pnn
+    }
+
+    /// The nodes file the node runs with.
+    pub fn nodes(&self) -> &NodesFile {
+        &self.nodes
+    }
+
+    /// Current tunables.
+    pub fn tunables(&self) -> &Tunables {
+        &self.tunables
+    }
+
+    /// Input counters.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// The flags of `pnn` as this node sees them (DISCONNECTED for an unknown PNN).
+    pub fn flags_of(&self, pnn: Pnn) -> NodeFlags {
+        let Some(p) = self.peers.get(pnn.index()) else {
+            return NodeFlags::DISCONNECTED;
+        };
+        if p.address.is_none() {
+            return NodeFlags::DELETED;
+        }
+        if pnn == self.pnn {
+            return self.own_flags;
+        }
+        let mut f = p.flags;
+        f.set(NodeFlags::DISCONNECTED, !p.connected);
+        f
+    }
+
+    /// Whether this node's partition holds a majority of the non-deleted nodes.
+    pub fn quorate(&self) -> bool {
+        let expected = self.peers.iter().filter(|p| p.address.is_some()).count();
+        let votes = self
+            .peers
+            .iter()
+            .filter(|p| p.address.is_some() && p.connected)
+            .count();
+        quorum::has_majority(votes, expected)
+    }
+
+    /// The status report `pharos status` shows.
+    pub fn status(&self) -> StatusReport {
+        StatusReport {
+            pnn: self.pnn,
+            generation: self.generation,
+            recmaster: Pnn::NONE,
+            recovery_mode: RecoveryMode::Normal,
+            quorate: self.quorate(),
+            nodes: (0..self.peers.len())
+                .map(|i| {
+                    let pnn = Pnn(i as u32);
+                    NodeStatus {
+                        pnn,
+                        address: self.peers[i]
+                            .address
+                            .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
+                        flags: self.flags_of(pnn),
+                        this_node: pnn == self.pnn,
+                    }
+                })
+                .collect(),
+        }
+    }
+
+    fn control(&mut self, request: &Request) -> Response {
+        let before = self.tunables.keepalive_interval;
+        if let Some(r) = control::tunables_request(&mut self.tunables, request) {
+            if self.tunables.keepalive_interval < before {
+                // A shorter interval takes effect now, not after the old, longer one.
+                self.next_keepalive = self
+                    .next_keepalive
+                    .min(self.now + self.tunables.keepalive_interval);
+            }
+            return r;
+        }
+        match request {
+            Request::Status => Response::Status(self.status()),
+            Request::NodeStatus(None) => Response::Status(self.status()),
+            Request::NodeStatus(Some(p)) => {
+                let mut s = self.status();
+                if p.index() >= s.nodes.len() {
+                    return Response::Error(format!("node {p} does not exist"));
+                }
+                s.nodes.retain(|n| n.pnn == *p);
+                Response::Status(s)
+            }
+            Request::Pnn => Response::Pnn(self.pnn),
+            Request::Recmaster => Response::Recmaster(Pnn::NONE),
+            Request::Ping => Response::Pong(self.pnn),
+            Request::ListVars | Request::GetVar(_) | Request::SetVar(..) => {
+                Response::Error(format!("{request:?} not handled"))
+            }
+        }
+    }
+
+    fn is_remote(&self, pnn: Pnn) -> bool {
+        pnn != self.pnn
+            && self
+                .peers
+                .get(pnn.index())
+                .is_some_and(|p| p.address.is_some())
+    }
+
+    fn check_remote(&self, pnn: Pnn) -> Result<(), Error> {
+        if self.is_remote(pnn) {
+            Ok(())
+        } else {
+            Err(Error::UnknownPeer)
+        }
+    }
+
+    fn address(&self, pnn: Pnn) -> IpAddr {
+        self.peers[pnn.index()]
+            .address
+            .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
+    }
+
+    fn send(&mut self, peer: Pnn, message: Message) {
+        self.transmits.push_back(Transmit {
+            peer,
+            header: Header {
+                op: message.op(),
+                src: self.pnn,
+                dst: peer,
+                generation: self.generation,
+                request_id: 0,
+            },
+            message,
+        });
+    }
+
+    fn run_timers(&mut self) {
+        self.transport_timers();
+        if self.now >= self.next_keepalive {
+            self.keepalive_tick();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,629 @@
+//! Rules of transport and health, one test each, with explicit time.
+
+use super::*;
+use crate::config::NodesFile;
+use crate::control::Request;
+use crate::testing::Net;
+use crate::wire::{Hello, Message};
+use alloc::string::ToString;
+use alloc::vec;
+use core::time::Duration;
+
+const MS: Duration = Duration::from_millis(1);
+
+fn tunables() -> Tunables {
+    let mut t = Tunables::default();
+    t.set("KeepaliveInterval", "100ms").unwrap();
+    t.set("KeepaliveLimit", "3").unwrap();
+    t
+}
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+fn t(ms: u64) -> Instant {
+    Instant::from_nanos(ms * 1_000_000)
+}
+
+/// Node 0 of "127.0.0.1, 127.0.0.2, #deleted, 127.0.0.4".
+fn node0() -> Node {
+    let nodes = NodesFile::parse("127.0.0.1\n127.0.0.2\n#127.0.0.3\n127.0.0.4\n").unwrap();
+    Node::new(
+        NodeConfig::new(nodes, Pnn(0), 4379, tunables()).unwrap(),
+        1,
+        t(0),
+    )
+}
+
+fn actions(n: &mut Node) -> Vec<Action> {
+    let mut v = Vec::new();
+    while let Some(a) = n.poll_action() {
+        v.push(a);
+    }
+    v
+}
+
+fn transmits(n: &mut Node) -> Vec<Transmit> {
+    let mut v = Vec::new();
+    while let Some(x) = n.poll_transmit() {
+        v.push(x);
+    }
+    v
+}
+
+fn frame(src: u32, dst: u32, m: Message) -> Vec<u8> {
+    let mut v = Vec::new();
+    wire::encode(
+        &Header {
+            op: m.op(),
+            src: Pnn(src),
+            dst: Pnn(dst),
+            generation: Generation(1),
+            request_id: 0,
+        },
+        &m,
+        &mut v,
+    );
+    v
+}
+
+fn hello(src: u32) -> Vec<u8> {
+    frame(
+        src,
+        0,
+        Message::Hello(Hello {
+            incarnation: 9,
+            flags: NodeFlags::empty(),
+            capabilities: 0,
+        }),
+    )
+}
+
+fn keepalive(src: u32) -> Vec<u8> {
+    frame(
+        src,
+        0,
+        Message::Keepalive {
+            flags: NodeFlags::empty(),
+        },
+    )
+}
+
+/// Brings peer 1 fully up at `at`: our connect succeeds, it connects to us and says Hello.
+fn connect_peer1(n: &mut Node, at: Instant) {
+    n.handle(at, Event::Connected { peer: Pnn(1) }).unwrap();
+    n.handle(
+        at,
+        Event::Accepted {
+            conn: ConnId(11),
+            addr: ip("127.0.0.2"),
+        },
+    )
+    .unwrap();
+    n.handle(
+        at,
+        Event::Frame {
+            link: Link::In(ConnId(11)),
+            bytes: &hello(1),
+        },
+    )
+    .unwrap();
+    transmits(n);
+    actions(n);
+}
+
+#[test]
+fn connects_to_every_live_peer_from_own_address() {
+    let mut n = node0();
+    let a = actions(&mut n);
+    assert_eq!(
+        a,
+        vec![
+            Action::Connect {
+                peer: Pnn(1),
+                addr: "127.0.0.2:4379".parse().unwrap(),
+                local: ip("127.0.0.1")
+            },
+            Action::Connect {
+                peer: Pnn(3),
+                addr: "127.0.0.4:4379".parse().unwrap(),
+                local: ip("127.0.0.1")
+            },
+        ]
+    );
+    assert_eq!(n.flags_of(Pnn(2)), NodeFlags::DELETED);
+    assert_eq!(n.flags_of(Pnn(1)), NodeFlags::DISCONNECTED);
+    assert_eq!(n.flags_of(Pnn(0)), NodeFlags::empty());
+}
+
+#[test]
+fn connected_needs_both_directions_and_hello() {
+    let mut n = node0();
+    actions(&mut n);
+    n.handle(t(1), Event::Connected { peer: Pnn(1) }).unwrap();
+    let tx = transmits(&mut n);
+    assert_eq!(tx.len(), 1);
+    assert_eq!(tx[0].peer, Pnn(1));
+    assert!(matches!(tx[0].message(), Message::Hello(_)));
+    assert!(n.flags_of(Pnn(1)).contains(NodeFlags::DISCONNECTED));
+    n.handle(
+        t(1),
+        Event::Accepted {
+            conn: ConnId(5),
+            addr: ip("127.0.0.2"),
+        },
+    )
+    .unwrap();
+    assert!(n.flags_of(Pnn(1)).contains(NodeFlags::DISCONNECTED));
+    n.handle(
+        t(2),
+        Event::Frame {
+            link: Link::In(ConnId(5)),
+            bytes: &hello(1),
+        },
+    )
+    .unwrap();
+    assert_eq!(n.flags_of(Pnn(1)), NodeFlags::empty());
+    assert_eq!(n.stats().frames_received, 1);
+}
+
+#[test]
+fn unknown_addresses_are_refused() {
+    let mut n = node0();
+    actions(&mut n);
+    for (c, a) in [(1, "127.0.0.9"), (2, "127.0.0.1"), (3, "::1")] {
+        n.handle(
+            t(1),
+            Event::Accepted {
+                conn: ConnId(c),
+                addr: ip(a),
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            actions(&mut n),
+            vec![Action::Close {
+                link: Link::In(ConnId(c))
+            }],
+            "{a}"
+        );
+    }
+    assert_eq!(n.stats().refused_connections, 3);
+    // An IPv4-mapped IPv6 address of a node is that node.
+    n.handle(
+        t(1),
+        Event::Accepted {
+            conn: ConnId(4),
+            addr: ip("::ffff:127.0.0.2"),
+        },
+    )
+    .unwrap();
+    assert!(actions(&mut n).is_empty());
+}
+
+#[test]
+fn frames_with_wrong_source_or_destination_are_dropped_and_counted() {
+    let mut n = node0();
+    actions(&mut n);
+    connect_peer1(&mut n, t(1));
+    // Peer 1's connection carrying a frame that claims to be from node 3.
+    n.handle(
+        t(2),
+        Event::Frame {
+            link: Link::In(ConnId(11)),
+            bytes: &keepalive(3),
+        },
+    )
+    .unwrap();
+    assert_eq!(n.stats().wrong_source, 1);
+    let mut to_other = keepalive(1);
+    to_other[16] = 3;
+    n.handle(
+        t(2),
+        Event::Frame {
+            link: Link::In(ConnId(11)),
+            bytes: &to_other,
+        },
+    )
+    .unwrap();
+    assert_eq!(n.stats().wrong_destination, 1);
+    n.handle(
+        t(2),
+        Event::Frame {
+            link: Link::In(ConnId(11)),
+            bytes: &[1, 2, 3],
+        },
+    )
+    .unwrap();
+    assert_eq!(n.stats().malformed_frames, 1);
+    n.handle(
+        t(2),
+        Event::Frame {
+            link: Link::In(ConnId(99)),
+            bytes: &keepalive(1),
+        },
+    )
+    .unwrap();
+    assert_eq!(n.stats().unknown_link, 1);
+    // None of them counted as a sign of life: after 3 silent intervals, dead.
+    for ms in [100, 200, 300] {
+        n.handle(t(ms), Event::Timeout).unwrap();
+    }
+    assert!(n.flags_of(Pnn(1)).contains(NodeFlags::DISCONNECTED));
+}
+
+#[test]
+fn eof_is_death_at_once_then_reconnect_after_delay() {
+    let mut n = node0();
+    actions(&mut n);
+    connect_peer1(&mut n, t(1));
+    n.handle(
+        t(50),
+        Event::Closed {
+            link: Link::Out(Pnn(1)),
+        },
+    )
+    .unwrap();
+    assert!(n.flags_of(Pnn(1)).contains(NodeFlags::DISCONNECTED));
+    // The other direction is closed too, and nothing is queued for the dead peer.
+    assert_eq!(
+        actions(&mut n),
+        vec![Action::Close {
+            link: Link::In(ConnId(11))
+        }]
+    );
+    assert!(transmits(&mut n).is_empty());
+    // Reconnect after ReconnectInterval (1 s), not before.
+    assert_eq!(n.poll_timeout(), Some(t(100)));
+    n.handle(t(1049), Event::Timeout).unwrap();
+    assert!(!actions(&mut n)
+        .iter()
+        .any(|a| matches!(a, Action::Connect { peer: Pnn(1), .. })));
+    n.handle(t(1050), Event::Timeout).unwrap();
+    assert!(actions(&mut n)
+        .iter()
+        .any(|a| matches!(a, Action::Connect { peer: Pnn(1), .. })));
+}
+
+#[test]
+fn eof_on_incoming_is_death_too() {
+    let mut n = node0();
+    actions(&mut n);
+    connect_peer1(&mut n, t(1));
+    n.handle(
+        t(5),
+        Event::Closed {
+            link: Link::In(ConnId(11)),
+        },
+    )
+    .unwrap();
+    assert!(n.flags_of(Pnn(1)).contains(NodeFlags::DISCONNECTED));
+    assert_eq!(
+        actions(&mut n),
+        vec![Action::Close {
+            link: Link::Out(Pnn(1))
+        }]
+    );
+}
+
+#[test]
+fn connect_failure_and_timeout_retry() {
+    let mut n = node0();
+    actions(&mut n);
+    n.handle(t(1), Event::ConnectFailed { peer: Pnn(1) })
+        .unwrap();
+    assert!(actions(&mut n).is_empty());
+    n.handle(t(1001), Event::Timeout).unwrap();
+    let a = actions(&mut n);
+    // Peer 3's first attempt timed out at 1000 ms (closed, retry later); peer 1 is retried.
+    assert!(
+        a.contains(&Action::Close {
+            link: Link::Out(Pnn(3))
+        }),
+        "{a:?}"
+    );
+    assert!(a
+        .iter()
+        .any(|a| matches!(a, Action::Connect { peer: Pnn(1), .. })));
+    assert!(!a
+        .iter()
+        .any(|a| matches!(a, Action::Connect { peer: Pnn(3), .. })));
+    n.handle(t(2000), Event::Timeout).unwrap();
+    assert!(!actions(&mut n)
+        .iter()
+        .any(|a| matches!(a, Action::Connect { peer: Pnn(3), .. })));
+    n.handle(t(2001), Event::Timeout).unwrap();
+    assert!(actions(&mut n)
+        .iter()
+        .any(|a| matches!(a, Action::Connect { peer: Pnn(3), .. })));
+}
+
+#[test]
+fn incoming_connection_cuts_the_retry_wait() {
+    let mut n = node0();
+    actions(&mut n);
+    n.handle(t(1), Event::ConnectFailed { peer: Pnn(1) })
+        .unwrap();
+    n.handle(
+        t(10),
+        Event::Accepted {
+            conn: ConnId(7),
+            addr: ip("127.0.0.2"),
+        },
+    )
+    .unwrap();
+    assert!(actions(&mut n)
+        .iter()
+        .any(|a| matches!(a, Action::Connect { peer: Pnn(1), .. })));
+}
+
+#[test]
+fn silent_peer_dies_after_exactly_keepalive_limit_intervals() {
+    let mut n = node0();
+    actions(&mut n);
+    connect_peer1(&mut n, t(1));
+    // Ticks at 100, 200, 300 ms. A frame in the first interval keeps it alive.
+    n.handle(
+        t(50),
+        Event::Frame {
+            link: Link::In(ConnId(11)),
+            bytes: &keepalive(1),
+        },
+    )
+    .unwrap();
+    n.handle(t(100), Event::Timeout).unwrap();
+    // Each tick sends a keepalive to every peer we can write to.
+    let tx = transmits(&mut n);
+    assert_eq!(tx.len(), 1);
+    assert!(matches!(tx[0].message(), Message::Keepalive { .. }));
+    // Silent intervals (100,200], (200,300], (300,400]: dead at the 400 ms tick, not before.
+    for ms in [200, 300] {
+        n.handle(t(ms), Event::Timeout).unwrap();
+        assert!(
+            !n.flags_of(Pnn(1)).contains(NodeFlags::DISCONNECTED),
+            "dead too early at {ms}"
+        );
+    }
+    n.handle(t(400), Event::Timeout).unwrap();
+    assert!(n.flags_of(Pnn(1)).contains(NodeFlags::DISCONNECTED));
+    let a = actions(&mut n);
+    assert!(a.contains(&Action::Close {
+        link: Link::Out(Pnn(1))
+    }));
+    assert!(a.contains(&Action::Close {
+        link: Link::In(ConnId(11))
+    }));
+}
+
+#[test]
+fn a_stalled_node_does_not_blame_its_peers() {
+    // The node itself was not run for a long time (SIGSTOP, VM pause): one tick, not many.
+    let mut n = node0();
+    actions(&mut n);
+    connect_peer1(&mut n, t(1));
+    n.handle(t(5000), Event::Timeout).unwrap();
+    assert_eq!(n.flags_of(Pnn(1)), NodeFlags::empty());
+    assert_eq!(n.poll_timeout(), Some(t(5100)));
+}
+
+#[test]
+fn any_frame_resets_the_strikes() {
+    let mut n = node0();
+    actions(&mut n);
+    connect_peer1(&mut n, t(1));
+    for k in 1..=20u64 {
+        // A frame every other interval: never 3 silent in a row.
+        if k % 2 == 0 {
+            n.handle(
+                t(k * 100 - 10),
+                Event::Frame {
+                    link: Link::In(ConnId(11)),
+                    bytes: &keepalive(1),
+                },
+            )
+            .unwrap();
+        }
+        n.handle(t(k * 100), Event::Timeout).unwrap();
+        assert_eq!(n.flags_of(Pnn(1)), NodeFlags::empty(), "interval {k}");
+    }
+}
+
+#[test]
+fn admin_flags_travel_in_keepalives_but_not_connection_state() {
+    let mut n = node0();
+    actions(&mut n);
+    connect_peer1(&mut n, t(1));
+    let f = NodeFlags::BANNED
+        .union(NodeFlags::DISCONNECTED)
+        .union(NodeFlags::DELETED);
+    n.handle(
+        t(2),
+        Event::Frame {
+            link: Link::In(ConnId(11)),
+            bytes: &frame(1, 0, Message::Keepalive { flags: f }),
+        },
+    )
+    .unwrap();
+    assert_eq!(n.flags_of(Pnn(1)), NodeFlags::BANNED);
+}
+
+#[test]
+fn misuse_is_an_error_and_changes_nothing() {
+    let mut n = node0();
+    n.handle(t(10), Event::Timeout).unwrap();
+    assert_eq!(
+        n.handle(t(9), Event::Timeout),
+        Err(Error::TimeWentBackwards)
+    );
+    assert_eq!(
+        n.handle(t(10), Event::Connected { peer: Pnn(2) }),
+        Err(Error::UnknownPeer)
+    );
+    assert_eq!(
+        n.handle(t(10), Event::Connected { peer: Pnn(0) }),
+        Err(Error::UnknownPeer)
+    );
+    assert_eq!(
+        n.handle(t(10), Event::ConnectFailed { peer: Pnn(77) }),
+        Err(Error::UnknownPeer)
+    );
+}
+
+#[test]
+fn control_requests() {
+    let mut n = node0();
+    actions(&mut n);
+    let ask = |n: &mut Node, line: &str| {
+        n.handle(
+            t(1),
+            Event::Control {
+                client: ClientId(3),
+                request: Request::parse(line).unwrap(),
+            },
+        )
+        .unwrap();
+        match actions(n).pop() {
+            Some(Action::Reply {
+                client: ClientId(3),
+                response,
+            }) => response,
+            other => panic!("{other:?}"),
+        }
+    };
+    let Response::Status(s) = ask(&mut n, "status") else {
+        panic!()
+    };
+    assert_eq!(s.nodes.len(), 4);
+    assert!(!s.quorate, "1 of 3 votes");
+    assert_eq!(s.nodes[2].flags, NodeFlags::DELETED);
+    assert_eq!(s.nodes[2].address, ip("0.0.0.0"));
+    assert_eq!(ask(&mut n, "pnn"), Response::Pnn(Pnn(0)));
+    let Response::Status(s) = ask(&mut n, "nodestatus 3") else {
+        panic!()
+    };
+    assert_eq!(s.nodes.len(), 1);
+    assert!(matches!(ask(&mut n, "nodestatus 9"), Response::Error(_)));
+    assert_eq!(
+        ask(&mut n, "setvar KeepaliveInterval 50ms"),
+        Response::Done(None)
+    );
+    // Takes effect at once: the next tick is 50 ms from now, not 100 ms from start.
+    assert_eq!(n.poll_timeout(), Some(t(51)));
+    assert_eq!(
+        ask(&mut n, "getvar keepaliveinterval"),
+        Response::Var("KeepaliveInterval", "50ms".to_string())
+    );
+    assert!(matches!(
+        ask(&mut n, "setvar KeepaliveInterval fast"),
+        Response::Error(_)
+    ));
+    assert_eq!(ask(&mut n, "ping"), Response::Pong(Pnn(0)));
+}
+
+// --- Several nodes on the in-memory network ---
+
+#[test]
+fn cluster_forms_quickly_for_1_to_7_nodes() {
+    for size in 1..=7 {
+        let mut net = Net::new(size, tunables());
+        let took = net.run_until_cond(Duration::from_secs(2), |n| n.all_connected());
+        assert!(took.is_some_and(|d| d < 10 * MS), "{size} nodes: {took:?}");
+        assert!((0..size).all(|i| net.node(i).quorate()));
+    }
+}
+
+#[test]
+fn crash_is_seen_at_once_restart_rejoins() {
+    let mut net = Net::new(3, tunables());
+    net.run_for(100 * MS);
+    assert!(net.all_connected());
+    net.crash(2);
+    let took = net
+        .run_until_cond(Duration::from_secs(1), |n| {
+            n.flags(0, 2).contains(NodeFlags::DISCONNECTED)
+                && n.flags(1, 2).contains(NodeFlags::DISCONNECTED)
+        })
+        .unwrap();
+    assert!(took < 5 * MS, "EOF path took {took:?}");
+    assert!(net.node(0).quorate(), "2 of 3 are a majority");
+    net.run_for(3000 * MS);
+    net.start(2);
+    let took = net
+        .run_until_cond(Duration::from_secs(3), |n| n.all_connected())
+        .unwrap();
+    // The restarted node's incoming connections make the others connect back at once.
+    assert!(took < 10 * MS, "rejoin took {took:?}");
+}
+
+#[test]
+fn frozen_node_is_dead_after_keepalive_limit_then_rejoins_when_thawed() {
+    let mut net = Net::new(3, tunables());
+    net.run_for(100 * MS);
+    assert!(net.all_connected());
+    net.freeze(1);
+    let took = net
+        .run_until_cond(Duration::from_secs(2), |n| {
+            n.flags(0, 1).contains(NodeFlags::DISCONNECTED)
+                && n.flags(2, 1).contains(NodeFlags::DISCONNECTED)
+        })
+        .unwrap();
+    // 3 silent intervals of 100 ms, seen at a tick: between 300 and 400 ms.
+    assert!(took >= 200 * MS && took <= 410 * MS, "took {took:?}");
+    assert!(
+        !net.flags(0, 2).contains(NodeFlags::DISCONNECTED),
+        "no false alarm on the live node"
+    );
+    net.run_for(500 * MS);
+    net.thaw(1);
+    let took = net.run_until_cond(Duration::from_secs(5), |n| n.all_connected());
+    assert!(took.is_some(), "thawed node never rejoined");
+}
+
+#[test]
+fn minority_is_not_quorate() {
+    let mut net = Net::new(5, tunables());
+    net.run_for(100 * MS);
+    net.crash(3);
+    net.crash(4);
+    net.run_for(10 * MS);
+    assert!(net.node(0).quorate());
+    net.crash(2);
+    net.run_for(10 * MS);
+    assert!(!net.node(0).quorate() && !net.node(1).quorate());
+}
+
+#[test]
+fn deleted_slots_take_no_part() {
+    let nodes = NodesFile::parse("127.0.0.1\n#gone\n127.0.0.3\n").unwrap();
+    let mut net = Net::with_nodes(nodes, tunables());
+    net.run_for(50 * MS);
+    assert!(net.nodes[1].is_none());
+    assert_eq!(net.flags(0, 2), NodeFlags::empty());
+    assert_eq!(net.flags(0, 1), NodeFlags::DELETED);
+    assert!(
+        net.node(0).quorate(),
+        "2 of 2 votes: deleted nodes have no vote"
+    );
+}
+
+#[test]
+fn same_inputs_same_outputs() {
+    let run = || {
+        let mut net = Net::new(4, tunables());
+        net.run_for(200 * MS);
+        net.freeze(3);
+        net.run_for(600 * MS);
+        net.thaw(3);
+        net.crash(0);
+        net.run_for(2000 * MS);
+        (0..4)
+            .filter_map(|i| {
+                net.nodes[i]
+                    .as_ref()
+                    .map(|n| (n.stats().clone(), n.status()))
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(run(), run());
+}

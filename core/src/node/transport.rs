@@ -1,0 +1,283 @@
+//! The TCP mesh as CTDB runs it: one outgoing connection to every other live node (we write
+//! there), one accepted connection from each (we read there), connect timeout and retry, death
+//! at once on EOF/RST, reconnection after a delay.
+
+use super::{Action, Node};
+use crate::time::Instant;
+use crate::types::{ConnId, Link, Pnn};
+use crate::wire::{self, Hello, Message};
+use core::net::{IpAddr, SocketAddr};
+
+/// State of our outgoing connection to one peer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OutState {
+    /// No connection wanted (this node, or a deleted slot).
+    Idle,
+    /// A connect is under way; it is abandoned at `deadline`.
+    Connecting {
+        /// When the attempt times out.
+        deadline: Instant,
+    },
+    /// Established.
+    Up,
+    /// Waiting to connect again at `at`.
+    Retry {
+        /// When to try again.
+        at: Instant,
+    },
+}
+
+impl OutState {
+    /// The instant this state needs attention, if any.
+    pub fn deadline(self) -> Option<Instant> {
+        match self {
+            OutState::Connecting { deadline } => Some(deadline),
+            OutState::Retry { at } => Some(at),
+            OutState::Idle | OutState::Up => None,
+        }
+    }
+}
+
+impl Node {
+    pub(super) fn start_connect(&mut self, peer: Pnn) {
+        let addr = SocketAddr::new(self.address(peer), self.port);
+        let local = self.address(self.pnn);
+        self.peers[peer.index()].out = OutState::Connecting {
+            deadline: self.now + self.tunables.connect_timeout,
+        };
+        self.actions
+            .push_back(Action::Connect { peer, addr, local });
+    }
+
+    pub(super) fn on_connected(&mut self, peer: Pnn) {
+        let p = &mut self.peers[peer.index()];
+        if !matches!(p.out, OutState::Connecting { .. }) {
+            // A late answer for an attempt we gave up on: that socket is already closed.
+            return;
+        }
+        p.out = OutState::Up;
+        let hello = Hello {
+            incarnation: self.incarnation,
+            flags: self.own_flags,
+            capabilities: 0,
+        };
+        self.send(peer, Message::Hello(hello));
+        self.update_connected(peer);
+    }
+
+    pub(super) fn on_connect_failed(&mut self, peer: Pnn) {
+        let p = &mut self.peers[peer.index()];
+        if matches!(p.out, OutState::Connecting { .. }) {
+            p.out = OutState::Retry {
+                at: self.now + self.tunables.reconnect_interval,
+            };
+        }
+    }
+
+    pub(super) fn on_accepted(&mut self, conn: ConnId, addr: IpAddr) {
+        let peer = match self.nodes.pnn_of(canonical(addr)) {
+            Some(p) if p != self.pnn => p,
+            _ => {
+                self.stats.refused_connections += 1;
+                log::warn!("refusing connection from {addr}: not a node of the cluster");
+                self.actions.push_back(Action::Close {
+                    link: Link::In(conn),
+                });
+                return;
+            }
+        };
+        let p = &mut self.peers[peer.index()];
+        if let Some(old) = p.incoming.replace(conn) {
+            // The peer opened a new connection: the old one is stale (it restarted or reset).
+            self.actions.push_back(Action::Close {
+                link: Link::In(old),
+            });
+        }
+        p.hello = false;
+        if matches!(p.out, OutState::Retry { .. }) {
+            // The peer is evidently up: do not wait for the retry timer.
+            self.start_connect(peer);
+        }
+        self.update_connected(peer);
+    }
+
+    /// The peer a link belongs to, if it is current.
+    fn link_peer(&self, link: Link) -> Option<Pnn> {
+        match link {
+            Link::Out(p) => self
+                .peers
+                .get(p.index())
+                .filter(|x| x.out == OutState::Up)
+                .map(|_| p),
+            Link::In(conn) => self
+                .peers
+                .iter()
+                .position(|x| x.incoming == Some(conn))
+                .map(|i| Pnn(i as u32)),
+        }
+    }
+
+    pub(super) fn on_frame(&mut self, link: Link, bytes: &[u8]) {
+        let Some(peer) = self.link_peer(link) else {
+            self.stats.unknown_link += 1;
+            return;
+        };
+        let (header, message) = match wire::decode(bytes) {
+            Ok(x) => x,
+            Err(e) => {
+                self.stats.malformed_frames += 1;
+                log::debug!("dropping malformed frame from node {peer}: {e}");
+                return;
+            }
+        };
+        if header.src != peer {
+            self.stats.wrong_source += 1;
+            log::debug!(
+                "dropping frame claiming to be from node {} on node {peer}'s connection",
+                header.src
+            );
+            return;
+        }
+        if header.dst != self.pnn {
+            self.stats.wrong_destination += 1;
+            return;
+        }
+        self.stats.frames_received += 1;
+        let p = &mut self.peers[peer.index()];
+        // Any frame is a sign of life.
+        p.rx_count = p.rx_count.saturating_add(1);
+        match message {
+            Message::Hello(h) => {
+                if link != Link::Out(peer) {
+                    p.hello = true;
+                }
+                p.incarnation = h.incarnation;
+                p.flags = h.flags.0.into_admin();
+                self.update_connected(peer);
+            }
+            Message::Keepalive { flags } => p.flags = flags.0.into_admin(),
+        }
+    }
+
+    pub(super) fn on_bad_stream(&mut self, link: Link) {
+        self.stats.bad_streams += 1;
+        match self.link_peer(link) {
+            Some(peer) => self.peer_dead(peer, "garbage on its connection"),
+            None => self.actions.push_back(Action::Close { link }),
+        }
+    }
+
+    pub(super) fn on_closed(&mut self, link: Link) {
+        let peer = match link {
+            Link::Out(p) if self.is_remote(p) => {
+                let x = &mut self.peers[p.index()];
+                match x.out {
+                    OutState::Up => {
+                        // The shell dropped the socket already: nothing to close.
+                        x.out = OutState::Idle;
+                        p
+                    }
+                    OutState::Connecting { .. } => {
+                        // Same as a failed connect.
+                        self.on_connect_failed(p);
+                        return;
+                    }
+                    _ => return,
+                }
+            }
+            Link::Out(_) => return,
+            Link::In(conn) => match self.link_peer(Link::In(conn)) {
+                Some(p) => {
+                    // The socket is gone already: no Close for it.
+                    self.peers[p.index()].incoming = None;
+                    p
+                }
+                None => return,
+            },
+        };
+        self.peer_dead(peer, "connection closed");
+    }
+
+    /// Tears down both connections to `peer` and schedules a reconnect.
+    pub(super) fn peer_dead(&mut self, peer: Pnn, reason: &str) {
+        let now = self.now;
+        let retry = now + self.tunables.reconnect_interval;
+        self.transmits.retain(|t| t.peer != peer);
+        if matches!(
+            self.peers[peer.index()].out,
+            OutState::Up | OutState::Connecting { .. }
+        ) {
+            self.actions.push_back(Action::Close {
+                link: Link::Out(peer),
+            });
+        }
+        let p = &mut self.peers[peer.index()];
+        p.out = OutState::Retry { at: retry };
+        if let Some(conn) = p.incoming.take() {
+            self.actions.push_back(Action::Close {
+                link: Link::In(conn),
+            });
+        }
+        p.hello = false;
+        if p.connected {
+            p.connected = false;
+            log::info!("node {peer} ({}) is dead: {reason}", self.address(peer));
+        }
+    }
+
+    /// Recomputes whether `peer` counts as connected, logging the transition.
+    pub(super) fn update_connected(&mut self, peer: Pnn) {
+        let p = &mut self.peers[peer.index()];
+        let now_connected = p.out == OutState::Up && p.incoming.is_some() && p.hello;
+        if now_connected == p.connected {
+            return;
+        }
+        p.connected = now_connected;
+        p.rx_count = 0;
+        p.silent_intervals = 0;
+        if now_connected {
+            log::info!("node {peer} ({}) is connected", self.address(peer));
+        } else {
+            log::info!("node {peer} ({}) is disconnected", self.address(peer));
+        }
+    }
+
+    /// Connect timeouts and retries that are due.
+    pub(super) fn transport_timers(&mut self) {
+        for i in 0..self.peers.len() {
+            let peer = Pnn(i as u32);
+            match self.peers[i].out {
+                OutState::Connecting { deadline } if self.now >= deadline => {
+                    log::debug!("connect to node {peer} timed out");
+                    self.actions.push_back(Action::Close {
+                        link: Link::Out(peer),
+                    });
+                    self.peers[i].out = OutState::Retry {
+                        at: self.now + self.tunables.reconnect_interval,
+                    };
+                }
+                OutState::Retry { at } if self.now >= at => self.start_connect(peer),
+                _ => {}
+            }
+        }
+    }
+}
+
+/// IPv4-mapped IPv6 peers (from a dual-stack listener) are matched as IPv4.
+fn canonical(addr: IpAddr) -> IpAddr {
+    match addr {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(addr),
+        v4 => v4,
+    }
+}
+
+trait IntoAdmin {
+    fn into_admin(self) -> crate::types::NodeFlags;
+}
+
+impl IntoAdmin for u32 {
+    /// Only administrative flags travel: DISCONNECTED and DELETED are each node's own view.
+    fn into_admin(self) -> crate::types::NodeFlags {
+        crate::types::NodeFlags(self & crate::types::NodeFlags::ADMIN.0)
+    }
+}
