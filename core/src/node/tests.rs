@@ -621,7 +621,7 @@ fn same_inputs_same_outputs() {
             .filter_map(|i| {
                 net.nodes[i]
                     .as_ref()
-                    .map(|n| (n.stats().clone(), n.status()))
+                    .map(|n| (*n.stats(), n.status()))
             })
             .collect::<Vec<_>>()
     };
