@@ -177,7 +177,7 @@ impl Harness {
                 s,
             );
         }
-        self.now = self.now + std::time::Duration::from_millis(1);
+        self.now += std::time::Duration::from_millis(1);
         for p in 1..=PEERS {
             let stream = std::mem::take(&mut self.streams[p as usize]);
             let mut at = 0;
@@ -229,8 +229,9 @@ fn steady_state_keepalives_allocate_nothing() {
 #[test]
 fn positive_control_counter_sees_allocations() {
     let (n, v) = allocations(|| {
+        // What a keepalive-path regression would look like.
         let mut v: Vec<u64> = Vec::new();
-        v.push(1);
+        v.extend(std::hint::black_box([1]));
         v
     });
     assert_eq!(n, 1);
