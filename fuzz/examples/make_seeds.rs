@@ -1,0 +1,261 @@
+//! Writes the checked-in seed corpora: `cargo run --example make_seeds` (from `fuzz/`).
+//!
+//! Seeds are small valid inputs that reach deep states at once (a connected peer, a stream of
+//! several frames, a tunables file), which random mutation would take long to find. They are
+//! built with the encoders the targets decode with, so they stay meaningful when a format
+//! changes: rerun this and commit the result.
+
+use pharos_core::wire::{self, Header, Hello, Message};
+use pharos_core::{Generation, NodeFlags, Pnn};
+use pharos_fuzz::{BadTail, LinkSel, NodeOp as Op, NodeSetup, StreamSpec};
+use std::fs;
+use std::path::Path;
+
+fn write(target: &str, name: &str, bytes: &[u8]) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("corpus")
+        .join(target);
+    fs::create_dir_all(&dir).unwrap();
+    fs::write(dir.join(format!("seed-{name}")), bytes).unwrap();
+}
+
+fn header(m: &Message, src: u32, dst: u32) -> Header {
+    Header {
+        op: m.op(),
+        src: Pnn(src),
+        dst: Pnn(dst),
+        generation: Generation(3),
+        request_id: 0,
+    }
+}
+
+fn hello() -> Message {
+    Message::Hello(Hello {
+        incarnation: 0x1122_3344_5566_7788,
+        flags: NodeFlags::empty(),
+        capabilities: 0,
+    })
+}
+
+fn keepalive(flags: NodeFlags) -> Message {
+    Message::Keepalive { flags }
+}
+
+fn encoded(m: &Message) -> Vec<u8> {
+    let mut v = Vec::new();
+    wire::encode(&header(m, 1, 0), m, &mut v);
+    v
+}
+
+fn wire_seeds() {
+    write("frame_decode", "hello", &encoded(&hello()));
+    write(
+        "frame_decode",
+        "keepalive",
+        &encoded(&keepalive(NodeFlags::BANNED)),
+    );
+    let mut extra = encoded(&keepalive(NodeFlags::empty()));
+    extra.extend_from_slice(&[0xaa; 6]);
+    let len = extra.len() as u32;
+    extra[..4].copy_from_slice(&len.to_le_bytes());
+    write("frame_decode", "keepalive-extra", &extra);
+    write("frame_decode", "truncated", &encoded(&hello())[..20]);
+
+    let frames = vec![
+        (header(&hello(), 1, 0), hello(), vec![]),
+        (
+            header(&keepalive(NodeFlags::DISABLED), 1, 0),
+            keepalive(NodeFlags::DISABLED),
+            vec![1, 2, 3],
+        ),
+        (
+            header(&keepalive(NodeFlags::empty()), 1, 0),
+            keepalive(NodeFlags::empty()),
+            vec![],
+        ),
+    ];
+    let spec = |tail, chunks: Vec<u8>| StreamSpec {
+        frames: frames.clone(),
+        tail,
+        chunks,
+    };
+    write("stream_reassembly", "whole", &spec(None, vec![]).to_bytes());
+    write(
+        "stream_reassembly",
+        "bytewise",
+        &spec(None, vec![0; 200]).to_bytes(),
+    );
+    write(
+        "stream_reassembly",
+        "odd-reads",
+        &spec(Some(BadTail::Oversize), vec![2, 30, 0, 40, 7]).to_bytes(),
+    );
+    write(
+        "stream_reassembly",
+        "bad-magic",
+        &spec(Some(BadTail::BadMagic), vec![27, 27]).to_bytes(),
+    );
+}
+
+fn text_seeds() {
+    write(
+        "config_parsers",
+        "nodes",
+        b"10.0.0.1\n#10.0.0.2\n  fd00::3  \n\n10.0.0.4\n",
+    );
+    write(
+        "config_parsers",
+        "tunables",
+        b"# pharos tunables\nKeepaliveInterval=250ms\nKeepaliveLimit = 4\nNoIPFailback=1\nRecoverTimeout=30\n",
+    );
+    write(
+        "config_parsers",
+        "bad-line",
+        b"KeepaliveInterval=5\nnonsense\n",
+    );
+    for (name, line) in [
+        ("status", "status\n"),
+        ("nodestatus", "nodestatus 2"),
+        ("setvar", "setvar KeepaliveInterval 100ms\n"),
+        ("getvar", "getvar keepalivelimit"),
+        ("leader", "  leader  "),
+    ] {
+        write("control_request", name, line.as_bytes());
+    }
+    // The longest request the parser accepts (its `to_line` once failed to parse back).
+    let longest = format!(
+        "getvar {}",
+        "x".repeat(pharos_core::control::MAX_REQUEST_LEN - 7)
+    );
+    write("control_request", "longest", longest.as_bytes());
+}
+
+/// Node 0 of three, 100 ms keepalives, limit 3.
+fn setup(shape: u8) -> Vec<u8> {
+    let mut v = Vec::new();
+    NodeSetup {
+        shape,
+        pnn: 0,
+        keepalive: 9,
+        limit: 2,
+        connect_timeout: 99,
+        reconnect: 9,
+        seed: 1,
+    }
+    .write(&mut v);
+    v
+}
+
+fn program(shape: u8, ops: &[Op]) -> Vec<u8> {
+    let mut v = setup(shape);
+    for op in ops {
+        op.write(&mut v);
+    }
+    v
+}
+
+/// A well-formed frame from the link's peer to us.
+fn frame(link: LinkSel, kind: u8) -> Op {
+    Op::Frame {
+        link,
+        src: 1,
+        dst: 1,
+        kind,
+        flags: 0,
+        extra: vec![],
+    }
+}
+
+fn node_seeds() {
+    use LinkSel::{Accepted, Out, Unknown};
+    // Peer 1 comes up (both connections, Hello), keepalives flow across ticks.
+    let up = vec![
+        Op::Connected(1),
+        Op::Accepted(1),
+        frame(Accepted(0), 0),
+        Op::Step(50),
+        frame(Accepted(0), 1),
+        Op::Deadline,
+        Op::Step(50),
+        frame(Accepted(0), 1),
+        Op::Deadline,
+    ];
+    write("node_inputs", "peer-up", &program(0, &up));
+
+    // Then it goes silent and dies, and is reconnected.
+    let mut dies = up.clone();
+    dies.extend([
+        Op::Deadline,
+        Op::Deadline,
+        Op::Deadline,
+        Op::Deadline,
+        Op::Deadline,
+        Op::Connected(1),
+        Op::Accepted(1),
+        frame(Accepted(1), 0),
+        Op::Deadline,
+    ]);
+    write("node_inputs", "peer-dies", &program(0, &dies));
+
+    // Garbage, wrong sources, stream errors, EOF, unknown and mapped addresses.
+    let mut rough = up.clone();
+    rough.extend([
+        Op::Garbage {
+            link: Accepted(0),
+            bytes: vec![0x20, 0, 0, 0, b'P', b'H', b'R', b'S', 1, 0, 2, 0],
+        },
+        Op::Mutated {
+            link: Accepted(0),
+            at: 12,
+            xor: 2,
+        },
+        Op::Frame {
+            link: Accepted(0),
+            src: 8,
+            dst: 1,
+            kind: 1,
+            flags: 0xffff_ffff,
+            extra: vec![9; 5],
+        },
+        frame(Unknown, 1),
+        frame(Out(1), 1),
+        Op::Accepted(3),
+        Op::Accepted(4),
+        Op::Accepted(5),
+        Op::BadStream(Accepted(0)),
+        Op::Leap(2),
+        Op::Deadline,
+        Op::Connected(1),
+        Op::Accepted(1),
+        frame(Accepted(4), 0),
+        Op::Closed(Out(1)),
+        Op::ConnectFailed(2),
+        Op::Connected(7),
+        Op::Deadline,
+    ]);
+    write("node_inputs", "rough", &program(4, &rough));
+
+    // Every control request, and one read from the input.
+    let mut control: Vec<Op> = (0..16)
+        .map(|which| Op::Control {
+            which,
+            line: vec![],
+        })
+        .collect();
+    control.push(Op::Control {
+        which: 200,
+        line: b"nodestatus all".to_vec(),
+    });
+    control.push(Op::Deadline);
+    write("node_inputs", "control", &program(1, &control));
+
+    // IPv6 pair, both directions up.
+    write("node_inputs", "ipv6", &program(2, &up));
+}
+
+fn main() {
+    wire_seeds();
+    text_seeds();
+    node_seeds();
+    println!("seeds written under {}/corpus", env!("CARGO_MANIFEST_DIR"));
+}

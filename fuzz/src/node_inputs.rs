@@ -1,0 +1,761 @@
+//! `node_inputs`: one [`Node`] fed an arbitrary sequence of inputs by a model of its shell.
+//!
+//! The fuzzer's bytes are a program: a [`Setup`] (cluster shape, local PNN, tunables), then
+//! [`Op`]s: time steps (monotonic), timeouts at the node's deadline, connect results, accepted
+//! connections from configured and unknown addresses, valid, weird and garbage frames on current,
+//! stale and unknown links, stream errors, closes, and control requests.
+//!
+//! After every input the harness drains the node as a shell does and checks:
+//! - `handle` fails only for misuse it was actually given (an unknown peer), and then changes
+//!   nothing the shell can see;
+//! - after every accepted input the node has a deadline, strictly after `now` (so handling a
+//!   deadline makes progress);
+//! - every transmit goes to a live remote peer over an outgoing connection the shell has up, and
+//!   encodes to a frame that decodes to itself, from us, to that peer;
+//! - no transmit is left for a link the node closes in the same batch, and the node closes an
+//!   outgoing connection before it asks for a new one (the contract's ordering rules);
+//! - `Connect` names the peer's configured address and our own as the local one;
+//! - exactly one `Reply`, to the right client, per control request, and none otherwise;
+//! - a peer the node reports connected has, in the shell's books, an established outgoing
+//!   connection and an open accepted connection from its address;
+//! - flags of self, deleted and unknown slots are what they must be; quorum agrees with the
+//!   flags; `status` agrees with `flags_of`; the counters never go down.
+
+use crate::Reader;
+use pharos_core::config::{NodesFile, Tunables};
+use pharos_core::control::{Request, Response};
+use pharos_core::node::Stats;
+use pharos_core::wire::{self, Header, Hello, Message};
+use pharos_core::{
+    quorum, Action, ClientId, ConnId, Error, Event, Generation, Instant, Link, Node, NodeConfig,
+    NodeFlags, Pnn,
+};
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::time::Duration;
+
+const PORT: u16 = 4379;
+
+/// Cluster shapes: IPv4, a deleted slot, IPv6, a single node, a mix.
+const SHAPES: &[&str] = &[
+    "10.0.0.1\n10.0.0.2\n10.0.0.3\n",
+    "10.0.0.1\n10.0.0.2\n#10.0.0.3\n10.0.0.4\n",
+    "fd00::1\nfd00::2\n",
+    "127.0.0.1\n",
+    "10.0.0.1\nfd00::2\n10.0.0.3\n#gone\n10.0.0.5\n",
+];
+
+/// Control requests the harness sends (by index); a higher index reads a line from the input.
+const REQUESTS: &[&str] = &[
+    "status",
+    "nodestatus",
+    "nodestatus 1",
+    "nodestatus 99",
+    "pnn",
+    "recmaster",
+    "listvars",
+    "ping",
+    "getvar KeepaliveInterval",
+    "setvar KeepaliveInterval 10ms",
+    "setvar KeepaliveInterval 1s",
+    "setvar KeepaliveLimit 1",
+    "setvar ConnectTimeout 10ms",
+    "setvar ReconnectInterval 10ms",
+    "setvar NoIPHostOnAllDisabled 1",
+    "setvar KeepaliveLimit 0",
+];
+
+/// The node's configuration, from the first bytes of the input.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Setup {
+    /// Index into the cluster shapes.
+    pub shape: u8,
+    /// Local PNN (modulo the number of slots; a deleted slot means the first live one).
+    pub pnn: u8,
+    /// KeepaliveInterval in units of 10 ms, plus one.
+    pub keepalive: u8,
+    /// KeepaliveLimit, minus one (modulo 5).
+    pub limit: u8,
+    /// ConnectTimeout in units of 10 ms, plus one.
+    pub connect_timeout: u8,
+    /// ReconnectInterval in units of 10 ms, plus one.
+    pub reconnect: u8,
+    /// The node's random seed.
+    pub seed: u8,
+}
+
+/// A link as the harness names it: an outgoing connection to a slot (perhaps not a peer), or
+/// the `k`-th connection accepted so far (perhaps closed since), or one never accepted.
+#[derive(Clone, Copy, Debug)]
+pub enum LinkSel {
+    /// `Link::Out(Pnn(slot))`; slots past the end are unknown PNNs.
+    Out(u8),
+    /// The `k`-th accepted connection (modulo their number).
+    Accepted(u8),
+    /// A connection id the shell never reported.
+    Unknown,
+}
+
+/// One step of the program.
+#[derive(Clone, Debug)]
+pub enum Op {
+    /// `now += ms` milliseconds (no event).
+    Step(u8),
+    /// `now += s` seconds (no event).
+    Leap(u8),
+    /// `now = max(now, deadline)`, then `Event::Timeout`.
+    Deadline,
+    /// `Event::Connected` for a slot (the slot past the end is an unknown PNN).
+    Connected(u8),
+    /// `Event::ConnectFailed`.
+    ConnectFailed(u8),
+    /// `Event::Accepted` from a slot's address; past the end, an unknown address, an
+    /// IPv4-mapped form, or loopback IPv6.
+    Accepted(u8),
+    /// A well-formed frame. `src`/`dst`: low two bits 0 means "slot `byte >> 2`", otherwise the
+    /// link's peer / us.
+    Frame {
+        /// Where it arrives.
+        link: LinkSel,
+        /// Source selector.
+        src: u8,
+        /// Destination selector.
+        dst: u8,
+        /// Hello (even) or keepalive (odd).
+        kind: u8,
+        /// Flags carried.
+        flags: u32,
+        /// Payload bytes past the message.
+        extra: Vec<u8>,
+    },
+    /// Arbitrary bytes as a frame.
+    Garbage {
+        /// Where it arrives.
+        link: LinkSel,
+        /// The bytes.
+        bytes: Vec<u8>,
+    },
+    /// A well-formed keepalive from the link's peer with one byte changed.
+    Mutated {
+        /// Where it arrives.
+        link: LinkSel,
+        /// Which byte (modulo the length).
+        at: u8,
+        /// XORed into it.
+        xor: u8,
+    },
+    /// `Event::BadStream`.
+    BadStream(LinkSel),
+    /// `Event::Closed`.
+    Closed(LinkSel),
+    /// `Event::Control` with a request from the list, or parsed from `line`.
+    Control {
+        /// Index into the request list.
+        which: u8,
+        /// Used past the end of the list.
+        line: Vec<u8>,
+    },
+}
+
+const OPS: u8 = 12;
+
+impl Setup {
+    fn read(r: &mut Reader<'_>) -> Self {
+        Setup {
+            shape: r.u8(),
+            pnn: r.u8(),
+            keepalive: r.u8(),
+            limit: r.u8(),
+            connect_timeout: r.u8(),
+            reconnect: r.u8(),
+            seed: r.u8(),
+        }
+    }
+
+    /// Appends the bytes [`Setup::read`] reads back as `self`.
+    pub fn write(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&[
+            self.shape,
+            self.pnn,
+            self.keepalive,
+            self.limit,
+            self.connect_timeout,
+            self.reconnect,
+            self.seed,
+        ]);
+    }
+}
+
+impl LinkSel {
+    fn read(r: &mut Reader<'_>) -> Self {
+        let b = r.u8();
+        match b >> 6 {
+            0 | 1 => LinkSel::Out(b & 0x3f),
+            2 => LinkSel::Accepted(b & 0x3f),
+            _ => LinkSel::Unknown,
+        }
+    }
+
+    fn write(&self, out: &mut Vec<u8>) {
+        out.push(match *self {
+            LinkSel::Out(s) => s & 0x3f,
+            LinkSel::Accepted(k) => 0x80 | (k & 0x3f),
+            LinkSel::Unknown => 0xc0,
+        });
+    }
+}
+
+impl Op {
+    fn read(r: &mut Reader<'_>) -> Self {
+        match r.u8() % OPS {
+            0 => Op::Step(r.u8()),
+            1 => Op::Leap(r.u8()),
+            2 => Op::Deadline,
+            3 => Op::Connected(r.u8()),
+            4 => Op::ConnectFailed(r.u8()),
+            5 => Op::Accepted(r.u8()),
+            6 => {
+                let link = LinkSel::read(r);
+                let (src, dst, kind, flags) = (r.u8(), r.u8(), r.u8(), r.u32());
+                let n = (r.u8() % 8) as usize;
+                Op::Frame {
+                    link,
+                    src,
+                    dst,
+                    kind,
+                    flags,
+                    extra: r.take(n).to_vec(),
+                }
+            }
+            7 => {
+                let link = LinkSel::read(r);
+                let n = r.u8() as usize;
+                Op::Garbage {
+                    link,
+                    bytes: r.take(n).to_vec(),
+                }
+            }
+            8 => Op::Mutated {
+                link: LinkSel::read(r),
+                at: r.u8(),
+                xor: r.u8(),
+            },
+            9 => Op::BadStream(LinkSel::read(r)),
+            10 => Op::Closed(LinkSel::read(r)),
+            _ => {
+                let which = r.u8();
+                let line = if which as usize >= REQUESTS.len() {
+                    let n = r.u8() as usize;
+                    r.take(n).to_vec()
+                } else {
+                    Vec::new()
+                };
+                Op::Control { which, line }
+            }
+        }
+    }
+
+    /// Appends the bytes [`Op::read`] reads back as `self` (for seeds).
+    pub fn write(&self, out: &mut Vec<u8>) {
+        match self {
+            Op::Step(ms) => out.extend_from_slice(&[0, *ms]),
+            Op::Leap(s) => out.extend_from_slice(&[1, *s]),
+            Op::Deadline => out.push(2),
+            Op::Connected(s) => out.extend_from_slice(&[3, *s]),
+            Op::ConnectFailed(s) => out.extend_from_slice(&[4, *s]),
+            Op::Accepted(s) => out.extend_from_slice(&[5, *s]),
+            Op::Frame {
+                link,
+                src,
+                dst,
+                kind,
+                flags,
+                extra,
+            } => {
+                out.push(6);
+                link.write(out);
+                out.extend_from_slice(&[*src, *dst, *kind]);
+                out.extend_from_slice(&flags.to_le_bytes());
+                out.push(extra.len() as u8);
+                out.extend_from_slice(extra);
+            }
+            Op::Garbage { link, bytes } => {
+                out.push(7);
+                link.write(out);
+                out.push(bytes.len() as u8);
+                out.extend_from_slice(bytes);
+            }
+            Op::Mutated { link, at, xor } => {
+                out.push(8);
+                link.write(out);
+                out.extend_from_slice(&[*at, *xor]);
+            }
+            Op::BadStream(l) => {
+                out.push(9);
+                l.write(out);
+            }
+            Op::Closed(l) => {
+                out.push(10);
+                l.write(out);
+            }
+            Op::Control { which, line } => {
+                out.extend_from_slice(&[11, *which]);
+                if *which as usize >= REQUESTS.len() {
+                    out.push(line.len() as u8);
+                    out.extend_from_slice(line);
+                }
+            }
+        }
+    }
+}
+
+/// The shell's view of an outgoing connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Out {
+    None,
+    Connecting,
+    Up,
+}
+
+/// The harness: the node and what a shell would know.
+struct Shell {
+    node: Node,
+    nodes: NodesFile,
+    pnn: Pnn,
+    now: Instant,
+    out: Vec<Out>,
+    /// Accepted connections still open, with their remote address.
+    open: BTreeMap<u64, IpAddr>,
+    /// Every connection accepted so far, open or not, in order.
+    accepted: Vec<(ConnId, IpAddr)>,
+    next_conn: u64,
+    next_client: u64,
+    stats: Stats,
+}
+
+fn slot_addr_v6_mapped(a: IpAddr) -> IpAddr {
+    match a {
+        IpAddr::V4(v4) => IpAddr::V6(v4.to_ipv6_mapped()),
+        v6 => v6,
+    }
+}
+
+fn canonical(a: IpAddr) -> IpAddr {
+    match a {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(a),
+        v4 => v4,
+    }
+}
+
+impl Shell {
+    fn new(s: Setup) -> Self {
+        let nodes = NodesFile::parse(SHAPES[s.shape as usize % SHAPES.len()]).unwrap();
+        let n = nodes.len();
+        let mut pnn = Pnn(s.pnn as u32 % n as u32);
+        if nodes.address_of(pnn).is_none() {
+            pnn = nodes
+                .entries()
+                .iter()
+                .find(|e| e.address.is_some())
+                .unwrap()
+                .pnn;
+        }
+        let ms = |units: u8| format!("{}ms", 10 * (units as u64 + 1));
+        let mut t = Tunables::default();
+        t.set("KeepaliveInterval", &ms(s.keepalive)).unwrap();
+        t.set("KeepaliveLimit", &format!("{}", s.limit % 5 + 1))
+            .unwrap();
+        t.set("ConnectTimeout", &ms(s.connect_timeout)).unwrap();
+        t.set("ReconnectInterval", &ms(s.reconnect)).unwrap();
+        let config = NodeConfig::new(nodes.clone(), pnn, PORT, t).unwrap();
+        let now = Instant::from_nanos(1_000_000_000);
+        let node = Node::new(config, s.seed as u64, now);
+        let stats = *node.stats();
+        let mut shell = Shell {
+            node,
+            nodes,
+            pnn,
+            now,
+            out: vec![Out::None; n],
+            open: BTreeMap::new(),
+            accepted: Vec::new(),
+            next_conn: 1,
+            next_client: 1,
+            stats,
+        };
+        shell.drain(None);
+        shell
+    }
+
+    fn slots(&self) -> usize {
+        self.nodes.len()
+    }
+
+    fn is_remote(&self, p: Pnn) -> bool {
+        p != self.pnn && self.nodes.address_of(p).is_some()
+    }
+
+    fn link(&self, sel: LinkSel) -> Link {
+        match sel {
+            LinkSel::Out(s) => Link::Out(Pnn(s as u32 % (self.slots() as u32 + 1))),
+            LinkSel::Accepted(k) if !self.accepted.is_empty() => {
+                Link::In(self.accepted[k as usize % self.accepted.len()].0)
+            }
+            _ => Link::In(ConnId(u64::MAX)),
+        }
+    }
+
+    /// Who a frame on `link` would honestly come from.
+    fn link_peer(&self, link: Link) -> Pnn {
+        match link {
+            Link::Out(p) => p,
+            Link::In(c) => self
+                .accepted
+                .iter()
+                .find(|(id, _)| *id == c)
+                .and_then(|(_, a)| self.nodes.pnn_of(canonical(*a)))
+                .unwrap_or(Pnn(77)),
+        }
+    }
+
+    fn slot_pnn(&self, b: u8) -> Pnn {
+        Pnn(b as u32 % (self.slots() as u32 + 1))
+    }
+
+    fn frame(&self, src: Pnn, dst: Pnn, message: Message, extra: &[u8]) -> Vec<u8> {
+        let header = Header {
+            op: message.op(),
+            src,
+            dst,
+            generation: Generation(1),
+            request_id: 0,
+        };
+        let mut v = Vec::new();
+        crate::wire::encode_with_extra(&header, &message, extra, &mut v);
+        v
+    }
+
+    fn run(&mut self, op: Op) {
+        let event = match op {
+            Op::Step(ms) => {
+                self.now += Duration::from_millis(ms as u64);
+                return;
+            }
+            Op::Leap(s) => {
+                self.now += Duration::from_secs(s as u64);
+                return;
+            }
+            Op::Deadline => {
+                let deadline = self.node.poll_timeout().expect("a deadline");
+                self.now = self.now.max(deadline);
+                self.handle(Event::Timeout);
+                return;
+            }
+            Op::Connected(s) => {
+                let peer = self.slot_pnn(s);
+                if self.out.get(peer.index()) == Some(&Out::Connecting) {
+                    self.out[peer.index()] = Out::Up;
+                }
+                self.handle(Event::Connected { peer });
+                return;
+            }
+            Op::ConnectFailed(s) => {
+                let peer = self.slot_pnn(s);
+                if self.out.get(peer.index()) == Some(&Out::Connecting) {
+                    self.out[peer.index()] = Out::None;
+                }
+                self.handle(Event::ConnectFailed { peer });
+                return;
+            }
+            Op::Accepted(s) => {
+                let n = self.slots();
+                let i = s as usize % (n + 3);
+                let addr = match i {
+                    _ if i < n => self
+                        .nodes
+                        .address_of(Pnn(i as u32))
+                        .unwrap_or(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1))),
+                    _ if i == n => IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2)),
+                    _ if i == n + 1 => {
+                        // The IPv4-mapped form of some node's address (a dual-stack listener).
+                        let a = self.nodes.entries()[s as usize % n].address;
+                        slot_addr_v6_mapped(a.unwrap_or(IpAddr::V6(Ipv6Addr::LOCALHOST)))
+                    }
+                    _ => IpAddr::V6(Ipv6Addr::LOCALHOST),
+                };
+                let conn = ConnId(self.next_conn);
+                self.next_conn += 1;
+                self.open.insert(conn.0, addr);
+                self.accepted.push((conn, addr));
+                self.handle(Event::Accepted { conn, addr });
+                return;
+            }
+            Op::Frame {
+                link,
+                src,
+                dst,
+                kind,
+                flags,
+                extra,
+            } => {
+                let link = self.link(link);
+                let src = if src & 3 == 0 {
+                    self.slot_pnn(src >> 2)
+                } else {
+                    self.link_peer(link)
+                };
+                let dst = if dst & 3 == 0 {
+                    self.slot_pnn(dst >> 2)
+                } else {
+                    self.pnn
+                };
+                let message = if kind & 1 == 0 {
+                    Message::Hello(Hello {
+                        incarnation: kind as u64,
+                        flags: NodeFlags(flags),
+                        capabilities: 0,
+                    })
+                } else {
+                    Message::Keepalive {
+                        flags: NodeFlags(flags),
+                    }
+                };
+                let bytes = self.frame(src, dst, message, &extra);
+                self.handle(Event::Frame {
+                    link,
+                    bytes: &bytes,
+                });
+                return;
+            }
+            Op::Garbage { link, bytes } => {
+                let link = self.link(link);
+                self.handle(Event::Frame {
+                    link,
+                    bytes: &bytes,
+                });
+                return;
+            }
+            Op::Mutated { link, at, xor } => {
+                let link = self.link(link);
+                let m = Message::Keepalive {
+                    flags: NodeFlags::empty(),
+                };
+                let mut bytes = self.frame(self.link_peer(link), self.pnn, m, &[]);
+                let i = at as usize % bytes.len();
+                bytes[i] ^= xor;
+                self.handle(Event::Frame {
+                    link,
+                    bytes: &bytes,
+                });
+                return;
+            }
+            Op::BadStream(l) => {
+                let link = self.link(l);
+                if let Link::Out(p) = link {
+                    if self.out.get(p.index()) == Some(&Out::Connecting) {
+                        // No byte can arrive on a socket still connecting: a shell never
+                        // reports this, and the shell model would go out of step.
+                        return;
+                    }
+                }
+                Event::BadStream { link }
+            }
+            Op::Closed(l) => {
+                let link = self.link(l);
+                match link {
+                    Link::Out(p) => {
+                        if let Some(o) = self.out.get_mut(p.index()) {
+                            *o = Out::None;
+                        }
+                    }
+                    Link::In(c) => {
+                        self.open.remove(&c.0);
+                    }
+                }
+                Event::Closed { link }
+            }
+            Op::Control { which, line } => {
+                let request = match REQUESTS.get(which as usize) {
+                    Some(l) => Request::parse(l).unwrap(),
+                    None => match Request::parse(&String::from_utf8_lossy(&line)) {
+                        Ok(r) => r,
+                        Err(_) => return,
+                    },
+                };
+                let client = ClientId(self.next_client);
+                self.next_client += 1;
+                self.node
+                    .handle(self.now, Event::Control { client, request })
+                    .expect("control never fails");
+                self.drain(Some(client));
+                return;
+            }
+        };
+        self.handle(event);
+    }
+
+    fn handle(&mut self, event: Event<'_>) {
+        let misuse = match event {
+            Event::Connected { peer } | Event::ConnectFailed { peer } => !self.is_remote(peer),
+            _ => false,
+        };
+        let deadline = self.node.poll_timeout();
+        let r = self.node.handle(self.now, event);
+        if misuse {
+            assert_eq!(r, Err(Error::UnknownPeer));
+            // Refused input changes nothing: no output, same deadline, same counters. (The
+            // deadline may now be due: the node did not run its timers for it.)
+            assert_eq!(self.node.poll_timeout(), deadline);
+            assert!(self.node.poll_transmit().is_none());
+            assert!(self.node.poll_action().is_none());
+            assert_eq!(*self.node.stats(), self.stats);
+        } else {
+            assert_eq!(r, Ok(()));
+            self.drain(None);
+        }
+    }
+
+    /// The shell's drain, checking everything the node hands out.
+    fn drain(&mut self, control: Option<ClientId>) {
+        let mut sent_to = Vec::new();
+        let mut buf = Vec::new();
+        while let Some(t) = self.node.poll_transmit() {
+            assert!(self.is_remote(t.peer), "transmit to {}", t.peer);
+            assert_eq!(
+                self.out[t.peer.index()],
+                Out::Up,
+                "transmit to {} without an established connection",
+                t.peer
+            );
+            buf.clear();
+            t.encode(&mut buf);
+            assert_eq!(wire::frame_len(&buf), Ok(Some(buf.len())));
+            let (h, m) = wire::decode(&buf).expect("our own frame decodes");
+            assert_eq!((h.src, h.dst, &m), (self.pnn, t.peer, t.message()));
+            sent_to.push(t.peer);
+        }
+        let mut replies = 0;
+        while let Some(a) = self.node.poll_action() {
+            match a {
+                Action::Connect { peer, addr, local } => {
+                    assert!(self.is_remote(peer), "connect to {peer}");
+                    assert_eq!(
+                        addr,
+                        SocketAddr::new(self.nodes.address_of(peer).unwrap(), PORT)
+                    );
+                    assert_eq!(Some(local), self.nodes.address_of(self.pnn));
+                    assert_eq!(
+                        self.out[peer.index()],
+                        Out::None,
+                        "connect to {peer} without closing the current connection first"
+                    );
+                    self.out[peer.index()] = Out::Connecting;
+                }
+                Action::Close { link: Link::Out(p) } => {
+                    assert!(
+                        !sent_to.contains(&p),
+                        "transmit to {p} left before its Close"
+                    );
+                    if let Some(o) = self.out.get_mut(p.index()) {
+                        *o = Out::None;
+                    }
+                }
+                Action::Close { link: Link::In(c) } => {
+                    self.open.remove(&c.0);
+                }
+                Action::Reply { client, response } => {
+                    assert_eq!(Some(client), control, "unexpected reply");
+                    replies += 1;
+                    let json = response.to_json();
+                    assert!(json.starts_with('{') && json.ends_with('}'), "{json}");
+                    if let Response::Status(s) = &response {
+                        assert_eq!(s.pnn, self.pnn);
+                    }
+                }
+            }
+        }
+        assert_eq!(replies, usize::from(control.is_some()), "replies");
+        self.check();
+    }
+
+    fn check(&mut self) {
+        let deadline = self.node.poll_timeout().expect("always a deadline");
+        assert!(
+            deadline > self.now,
+            "deadline {deadline:?} not after {:?}",
+            self.now
+        );
+
+        let n = self.slots();
+        let mut votes = 0;
+        let mut expected = 0;
+        for i in 0..=n {
+            let p = Pnn(i as u32);
+            let f = self.node.flags_of(p);
+            if i == n {
+                assert_eq!(f, NodeFlags::DISCONNECTED, "unknown slot");
+                continue;
+            }
+            let Some(addr) = self.nodes.address_of(p) else {
+                assert_eq!(f, NodeFlags::DELETED, "deleted slot {p}");
+                continue;
+            };
+            expected += 1;
+            assert!(
+                !f.intersects(NodeFlags::DELETED),
+                "live slot {p} flagged {f}"
+            );
+            if f.contains(NodeFlags::DISCONNECTED) {
+                continue;
+            }
+            votes += 1;
+            if p == self.pnn {
+                continue;
+            }
+            assert_eq!(self.out[i], Out::Up, "{p} connected without our connection");
+            assert!(
+                self.open.values().any(|a| canonical(*a) == addr),
+                "{p} connected without an open connection from {addr}"
+            );
+        }
+        assert!(!self
+            .node
+            .flags_of(self.pnn)
+            .contains(NodeFlags::DISCONNECTED));
+        assert_eq!(self.node.quorate(), quorum::has_majority(votes, expected));
+
+        let status = self.node.status();
+        assert_eq!(status.nodes.len(), n);
+        assert_eq!(status.quorate, self.node.quorate());
+        for (i, s) in status.nodes.iter().enumerate() {
+            assert_eq!(s.pnn, Pnn(i as u32));
+            assert_eq!(s.flags, self.node.flags_of(s.pnn));
+            assert_eq!(s.this_node, s.pnn == self.pnn);
+        }
+
+        let (a, b) = (self.stats, *self.node.stats());
+        for (was, is) in [
+            (a.frames_received, b.frames_received),
+            (a.malformed_frames, b.malformed_frames),
+            (a.wrong_source, b.wrong_source),
+            (a.wrong_destination, b.wrong_destination),
+            (a.unknown_link, b.unknown_link),
+            (a.refused_connections, b.refused_connections),
+            (a.bad_streams, b.bad_streams),
+            (a.keepalive_ticks, b.keepalive_ticks),
+        ] {
+            assert!(is >= was, "a counter went down");
+        }
+        self.stats = b;
+    }
+}
+
+/// `node_inputs`: see the module documentation.
+pub fn node_inputs(data: &[u8]) {
+    let mut r = Reader::new(data);
+    let mut shell = Shell::new(Setup::read(&mut r));
+    while !r.is_empty() {
+        let op = Op::read(&mut r);
+        shell.run(op);
+    }
+}
