@@ -618,11 +618,7 @@ fn same_inputs_same_outputs() {
         net.crash(0);
         net.run_for(2000 * MS);
         (0..4)
-            .filter_map(|i| {
-                net.nodes[i]
-                    .as_ref()
-                    .map(|n| (*n.stats(), n.status()))
-            })
+            .filter_map(|i| net.nodes[i].as_ref().map(|n| (*n.stats(), n.status())))
             .collect::<Vec<_>>()
     };
     assert_eq!(run(), run());
