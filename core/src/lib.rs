@@ -44,7 +44,7 @@ pub mod types;
 pub mod wire;
 
 pub use error::Error;
-pub use node::{Action, Event, Node, NodeConfig, Transmit};
+pub use node::{Action, Event, LockResult, Node, NodeConfig, Transmit};
 
 pub use time::Instant;
 pub use types::{ClientId, ConnId, Generation, Link, NodeFlags, Pnn};

@@ -6,7 +6,7 @@
 //! Everything is deterministic: same calls, same results.
 
 use crate::config::{NodesFile, Tunables};
-use crate::node::{Action, Event, Node, NodeConfig};
+use crate::node::{Action, Event, LockResult, Node, NodeConfig};
 use crate::time::Instant;
 use crate::types::{ConnId, Link, NodeFlags, Pnn};
 use crate::wire;
@@ -25,6 +25,7 @@ enum Input {
     Frame(Link, Vec<u8>),
     /// EOF on a link; for `Link::Out`, the id of the outgoing connection that ended.
     Closed(Link, u64),
+    Lock(LockResult),
 }
 
 #[derive(Debug)]
@@ -58,6 +59,8 @@ pub struct Net {
     /// its previous life.
     epoch: Vec<u64>,
     restarts: u64,
+    /// Who holds the model cluster lock (released when the holder crashes, like fcntl).
+    pub lock_holder: Option<usize>,
 }
 
 impl Net {
@@ -92,6 +95,7 @@ impl Net {
             held: Vec::new(),
             epoch: alloc::vec![0; n],
             restarts: 0,
+            lock_holder: None,
         };
         for i in 0..n {
             if net.nodes_file.address_of(Pnn(i as u32)).is_some() {
@@ -133,6 +137,9 @@ impl Net {
         self.frozen[i] = false;
         self.epoch[i] += 1;
         self.held.retain(|(_, to)| *to != i);
+        if self.lock_holder == Some(i) {
+            self.lock_holder = None;
+        }
         let ids: Vec<u64> = self
             .conns
             .iter()
@@ -252,6 +259,10 @@ impl Net {
         best
     }
 
+    fn push_lock(&mut self, at: Instant, to: usize, result: LockResult) {
+        self.push(at, to, Input::Lock(result));
+    }
+
     fn push(&mut self, at: Instant, to: usize, input: Input) {
         self.seq += 1;
         self.inputs.insert(self.seq, (self.epoch[to], input));
@@ -297,6 +308,7 @@ impl Net {
                 }
             }
             Input::Closed(l, _) => Event::Closed { link: *l },
+            Input::Lock(r) => Event::Lock(*r),
         };
         node.handle(now, ev).expect("monotonic");
         self.drain(to);
@@ -356,7 +368,24 @@ impl Net {
                         self.out[i][p.index()] = None;
                     }
                 }
-                Action::Reply { .. } => {}
+                Action::AcquireLock => {
+                    // An fcntl-like lock: free, or already ours, means granted.
+                    let result = match self.lock_holder {
+                        None => {
+                            self.lock_holder = Some(i);
+                            LockResult::Granted
+                        }
+                        Some(h) if h == i => LockResult::Granted,
+                        Some(_) => LockResult::Contended,
+                    };
+                    self.push_lock(now + lat, i, result);
+                }
+                Action::ReleaseLock => {
+                    if self.lock_holder == Some(i) {
+                        self.lock_holder = None;
+                    }
+                }
+                Action::ReleaseAllIps | Action::Reply { .. } => {}
             }
         }
     }

@@ -8,7 +8,8 @@ use crate::netio::{ClientConn, PeerConn, ReadOutcome};
 use mio::net::{TcpListener, UnixListener};
 use mio::{Events, Interest, Poll, Token};
 use pharos_core::control::{Request, Response};
-use pharos_core::{Action, ClientId, ConnId, Event, Instant, Link, Node, NodeConfig, Pnn};
+use crate::lock::ClusterLock;
+use pharos_core::{Action, ClientId, ConnId, Event, Instant, Link, LockResult, Node, NodeConfig, Pnn};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 use std::collections::{HashMap, VecDeque};
@@ -40,6 +41,9 @@ pub struct Daemon {
     free_clients: Vec<usize>,
     /// Connects that failed synchronously, reported after the current drain.
     failed_connects: VecDeque<Pnn>,
+    /// The cluster lock, and its answers waiting to be fed to the core.
+    lock: ClusterLock,
+    lock_results: VecDeque<LockResult>,
     next_serial: u64,
 }
 
@@ -145,6 +149,8 @@ impl Daemon {
             clients: Vec::new(),
             free_clients: Vec::new(),
             failed_connects: VecDeque::with_capacity(n),
+            lock: ClusterLock::from_spec(&settings.cluster_lock)?,
+            lock_results: VecDeque::new(),
             next_serial: 1,
         };
         d.drain();
@@ -471,7 +477,15 @@ impl Daemon {
                     Action::Connect { peer, addr, local } => self.connect(peer, addr, local),
                     Action::Close { link } => self.close_link(link),
                     Action::Reply { client, response } => self.reply(client, &response),
+                    Action::AcquireLock => self.lock_results.push_back(self.lock.acquire()),
+                    Action::ReleaseLock => self.lock.release(),
+                    Action::ReleaseAllIps => log::info!("releasing all public IPs"),
                 }
+            }
+            if let Some(result) = self.lock_results.pop_front() {
+                let now = self.now();
+                let _ = self.node.handle(now, Event::Lock(result));
+                continue;
             }
             if let Some(peer) = self.failed_connects.pop_front() {
                 let now = self.now();

@@ -5,4 +5,5 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod ipalloc_case;
+pub mod lock;
 pub mod netio;

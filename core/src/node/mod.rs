@@ -114,6 +114,8 @@ pub enum Event<'a> {
         /// The link.
         link: Link,
     },
+    /// The cluster lock service answered an [`Action::AcquireLock`], or lost a held lock.
+    Lock(LockResult),
     /// A control-socket request; the answer comes as [`Action::Reply`].
     Control {
         /// The shell's name for the client.
@@ -142,6 +144,13 @@ pub enum Action {
         /// The link.
         link: Link,
     },
+    /// Take the cluster lock (fcntl lock file, etcd lease); answer with [`Event::Lock`]. While
+    /// held, report [`LockResult::Lost`] if the lock service takes it away.
+    AcquireLock,
+    /// Give the cluster lock up (no answer expected).
+    ReleaseLock,
+    /// Release every public IP this node hosts, at once (quorum lost, node banned or stopped).
+    ReleaseAllIps,
     /// Send this response to a control client.
     Reply {
         /// The client.
@@ -149,6 +158,19 @@ pub enum Action {
         /// The answer.
         response: Response,
     },
+}
+
+/// What the cluster lock service says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LockResult {
+    /// The lock is ours until we release it or report it lost.
+    Granted,
+    /// Someone else holds it.
+    Contended,
+    /// We held it and no longer do (lease expired, lock file gone, service unreachable).
+    Lost,
+    /// The service could not be asked (I/O error, timeout).
+    Failed,
 }
 
 /// One frame to send on the outgoing connection to `peer`. Encode it into the connection's
@@ -214,6 +236,17 @@ struct Peer {
     incarnation: u64,
 }
 
+/// Where this node stands with the cluster lock.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum LockState {
+    /// Not held, not asked for.
+    Free,
+    /// Asked for, no answer yet.
+    Pending,
+    /// Held.
+    Held,
+}
+
 /// A pharos cluster node, without I/O. See the module documentation for the contract.
 #[derive(Debug)]
 pub struct Node {
@@ -226,6 +259,9 @@ pub struct Node {
     /// Our own administrative flags.
     own_flags: NodeFlags,
     generation: Generation,
+    recovery_mode: RecoveryMode,
+    recmaster: Pnn,
+    lock: LockState,
     peers: Vec<Peer>,
     transmits: VecDeque<Transmit>,
     actions: VecDeque<Action>,
@@ -267,6 +303,9 @@ impl Node {
             incarnation: rng.next_u64(),
             own_flags: NodeFlags::empty(),
             generation: Generation(1),
+            recovery_mode: RecoveryMode::Normal,
+            recmaster: Pnn::NONE,
+            lock: LockState::Free,
             peers,
             // Room for a few frames per peer per event: the steady state never grows these.
             transmits: VecDeque::with_capacity(4 * n + 8),
@@ -305,6 +344,7 @@ impl Node {
             Event::Frame { link, bytes } => self.on_frame(link, bytes),
             Event::BadStream { link } => self.on_bad_stream(link),
             Event::Closed { link } => self.on_closed(link),
+            Event::Lock(result) => self.on_lock(result),
             Event::Control { client, request } => {
                 let response = self.control(&request);
                 self.actions.push_back(Action::Reply { client, response });
@@ -339,6 +379,32 @@ impl Node {
     /// This node's PNN.
     pub fn pnn(&self) -> Pnn {
         self.pnn
+    }
+
+    /// The recovery master this node follows, [`Pnn::NONE`] while none is agreed.
+    pub fn recmaster(&self) -> Pnn {
+        self.recmaster
+    }
+
+    /// Whether this node acts as recovery master: it is the recmaster, quorate, and holds the
+    /// cluster lock (or runs without one). Only an acting recmaster runs recoveries.
+    pub fn is_acting_recmaster(&self) -> bool {
+        self.recmaster == self.pnn && self.quorate() && self.lock == LockState::Held
+    }
+
+    /// Whether this node holds the cluster lock.
+    pub fn holds_lock(&self) -> bool {
+        self.lock == LockState::Held
+    }
+
+    /// The current generation.
+    pub fn generation(&self) -> Generation {
+        self.generation
+    }
+
+    /// The current recovery mode.
+    pub fn recovery_mode(&self) -> RecoveryMode {
+        self.recovery_mode
     }
 
     /// The nodes file the node runs with.
@@ -472,6 +538,14 @@ impl Node {
             },
             message,
         });
+    }
+
+    fn on_lock(&mut self, result: LockResult) {
+        self.lock = match (self.lock, result) {
+            (LockState::Pending, LockResult::Granted) => LockState::Held,
+            (LockState::Held, LockResult::Granted) => LockState::Held,
+            _ => LockState::Free,
+        };
     }
 
     fn run_timers(&mut self) {
