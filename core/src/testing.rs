@@ -60,7 +60,16 @@ pub struct Net {
     epoch: Vec<u64>,
     restarts: u64,
     /// Who holds the model cluster lock (released when the holder crashes, like fcntl).
+    /// `Some(usize::MAX)` models a holder outside the cluster.
     pub lock_holder: Option<usize>,
+    /// Per node: may become recovery master (applied at its next start).
+    pub capable: Vec<bool>,
+    /// Control replies, by node, in order.
+    pub replies: Vec<(usize, crate::control::Response)>,
+    /// Every `ReleaseAllIps` a node asked for, with the time.
+    pub released_all: Vec<(Instant, usize)>,
+    /// Pairs that cannot reach each other: frames are lost, connects go unanswered.
+    blocked: alloc::collections::BTreeSet<(usize, usize)>,
 }
 
 impl Net {
@@ -75,10 +84,21 @@ impl Net {
         )
     }
 
-    /// One node per live slot of `nodes_file`.
+    /// One node per live slot of `nodes_file`, all started now.
     pub fn with_nodes(nodes_file: NodesFile, tunables: Tunables) -> Self {
+        let mut net = Self::idle(nodes_file, tunables);
+        for i in 0..net.nodes.len() {
+            if net.nodes_file.address_of(Pnn(i as u32)).is_some() {
+                net.start(i);
+            }
+        }
+        net
+    }
+
+    /// The network with no node started yet: start them with [`Net::start`].
+    pub fn idle(nodes_file: NodesFile, tunables: Tunables) -> Self {
         let n = nodes_file.len();
-        let mut net = Net {
+        Net {
             nodes: (0..n).map(|_| None).collect(),
             frozen: alloc::vec![false; n],
             now: Instant::ZERO,
@@ -96,13 +116,85 @@ impl Net {
             epoch: alloc::vec![0; n],
             restarts: 0,
             lock_holder: None,
-        };
-        for i in 0..n {
-            if net.nodes_file.address_of(Pnn(i as u32)).is_some() {
-                net.start(i);
+            capable: alloc::vec![true; n],
+            replies: Vec::new(),
+            released_all: Vec::new(),
+            blocked: alloc::collections::BTreeSet::new(),
+        }
+    }
+
+    /// `n` nodes on 127.0.0.1..=n, none started.
+    pub fn idle_n(n: usize, tunables: Tunables) -> Self {
+        let addrs: Vec<Option<IpAddr>> = (0..n)
+            .map(|i| Some(IpAddr::V4(core::net::Ipv4Addr::new(127, 0, 0, i as u8 + 1))))
+            .collect();
+        Self::idle(
+            NodesFile::from_addresses(&addrs).expect("valid nodes"),
+            tunables,
+        )
+    }
+
+    /// Cuts the network between the groups (each node in one group): traffic between groups is
+    /// lost and connects go unanswered, but nobody sees EOF (as with a pulled cable).
+    pub fn partition(&mut self, groups: &[&[usize]]) {
+        self.blocked.clear();
+        for (gi, a) in groups.iter().enumerate() {
+            for (gj, b) in groups.iter().enumerate() {
+                if gi != gj {
+                    for &x in a.iter() {
+                        for &y in b.iter() {
+                            self.blocked.insert((x, y));
+                        }
+                    }
+                }
             }
         }
-        net
+    }
+
+    /// Cuts one direction only: frames from `from` to `to` are lost.
+    pub fn block_one_way(&mut self, from: usize, to: usize) {
+        self.blocked.insert((from, to));
+    }
+
+    /// Sends a control request line to node `i` now and returns its answer.
+    pub fn control(&mut self, i: usize, line: &str) -> crate::control::Response {
+        let request = crate::control::Request::parse(line).expect("valid request");
+        let now = self.now;
+        self.nodes[i]
+            .as_mut()
+            .expect("running")
+            .handle(
+                now,
+                Event::Control {
+                    client: crate::types::ClientId(0),
+                    request,
+                },
+            )
+            .expect("monotonic");
+        self.drain(i);
+        self.replies.pop().map(|(_, r)| r).expect("a reply")
+    }
+
+    /// The lock service tells node `i` something now (e.g. that its lock is lost).
+    pub fn lock_event(&mut self, i: usize, result: LockResult) {
+        if result == LockResult::Lost && self.lock_holder == Some(i) {
+            self.lock_holder = None;
+        }
+        // Told in the same instant, so holder and belief never disagree between steps.
+        let now = self.now;
+        if let Some(n) = self.nodes[i].as_mut() {
+            n.handle(now, Event::Lock(result)).expect("monotonic");
+        }
+        self.drain(i);
+    }
+
+    /// Restores full connectivity.
+    pub fn heal(&mut self) {
+        self.blocked.clear();
+    }
+
+    fn reachable(&self, a: usize, b: usize) -> bool {
+        !self.blocked.contains(&(a, b))
     }
 
     /// Current virtual time.
@@ -123,7 +215,9 @@ impl Net {
             self.port,
             self.tunables.clone(),
         )
-        .expect("live node");
+        .expect("live node")
+        .with_start_stamp(self.now.as_nanos())
+        .with_recmaster_capable(self.capable[i]);
         self.restarts += 1;
         self.epoch[i] += 1;
         self.nodes[i] = Some(Node::new(config, 1000 * self.restarts + i as u64, self.now));
@@ -328,6 +422,9 @@ impl Net {
             if !self.conns.contains_key(&id) {
                 continue;
             }
+            if !self.reachable(i, j) {
+                continue;
+            }
             let mut bytes = Vec::new();
             t.encode(&mut bytes);
             debug_assert_eq!(wire::frame_len(&bytes), Ok(Some(bytes.len())));
@@ -344,7 +441,11 @@ impl Net {
                     if let Some(old) = self.out[i][j].take() {
                         self.close_conn(old, i);
                     }
-                    // A frozen or running process accepts (the kernel does); a dead one refuses.
+                    // A frozen or running process accepts (the kernel does); a dead one refuses;
+                    // across a partition nothing answers (the node's connect timeout fires).
+                    if !self.reachable(i, j) || !self.reachable(j, i) {
+                        continue;
+                    }
                     if self.nodes[j].is_some() {
                         let id = self.next_conn;
                         self.next_conn += 1;
@@ -385,7 +486,8 @@ impl Net {
                         self.lock_holder = None;
                     }
                 }
-                Action::ReleaseAllIps | Action::Reply { .. } => {}
+                Action::Reply { response, .. } => self.replies.push((i, response)),
+                Action::ReleaseAllIps => self.released_all.push((now, i)),
             }
         }
     }
@@ -397,6 +499,11 @@ impl Net {
         };
         let lat = self.latency;
         let now = self.now;
+        let other = if by == c.from { c.to } else { c.from };
+        if !self.reachable(by, other) {
+            // The FIN is lost in the partition; the other side finds out by keepalive.
+            return;
+        }
         if by == c.from {
             self.push(now + lat, c.to, Input::Closed(Link::In(ConnId(id)), id));
         } else {

@@ -7,7 +7,7 @@ mod nodes;
 pub mod public_addresses;
 mod tunables;
 
-pub use nodes::{NodeEntry, NodesFile};
+pub use nodes::{NodeEntry, NodesFile, MAX_NODES};
 pub use public_addresses::{PublicAddress, PublicAddresses};
 pub use tunables::{parse_duration, TunableDef, TunableKind, TunableValue, Tunables, TUNABLES};
 
