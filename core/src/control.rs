@@ -202,6 +202,8 @@ pub struct StatusReport {
     pub recovery_mode: RecoveryMode,
     /// Whether this node's partition has quorum.
     pub quorate: bool,
+    /// Whether this node holds the cluster lock.
+    pub holds_lock: bool,
     /// Every node slot, deleted ones included.
     pub nodes: Vec<NodeStatus>,
 }
@@ -263,12 +265,13 @@ impl Response {
             Response::Status(s) => {
                 let _ = write!(
                     o,
-                    "{{\"pnn\":{},\"generation\":{},\"recmaster\":{},\"recovery_mode\":\"{}\",\"quorate\":{},\"nodes\":[",
+                    "{{\"pnn\":{},\"generation\":{},\"recmaster\":{},\"recovery_mode\":\"{}\",\"quorate\":{},\"holds_lock\":{},\"nodes\":[",
                     pnn_json(s.pnn),
                     s.generation.0,
                     pnn_json(s.recmaster),
-                    s.recovery_mode.as_str(),
-                    s.quorate
+                                        s.recovery_mode.as_str(),
+                    s.quorate,
+                    s.holds_lock
                 );
                 for (i, n) in s.nodes.iter().enumerate() {
                     if i > 0 {
@@ -426,6 +429,7 @@ mod tests {
             recmaster: Pnn::NONE,
             recovery_mode: RecoveryMode::Normal,
             quorate: true,
+            holds_lock: false,
             nodes: vec![
                 NodeStatus {
                     pnn: Pnn(0),
@@ -443,7 +447,7 @@ mod tests {
         };
         assert_eq!(
             Response::Status(s).to_json(),
-            "{\"pnn\":0,\"generation\":5,\"recmaster\":-1,\"recovery_mode\":\"NORMAL\",\"quorate\":true,\"nodes\":[\
+            "{\"pnn\":0,\"generation\":5,\"recmaster\":-1,\"recovery_mode\":\"NORMAL\",\"quorate\":true,\"holds_lock\":false,\"nodes\":[\
 {\"pnn\":0,\"address\":\"127.0.0.1\",\"flags\":[],\"this_node\":true},\
 {\"pnn\":1,\"address\":\"::1\",\"flags\":[\"DISCONNECTED\",\"BANNED\"],\"this_node\":false}]}"
         );

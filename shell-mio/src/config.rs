@@ -29,6 +29,12 @@ pub struct FileConfig {
     pub event_dir: Option<PathBuf>,
     /// `none`, `fcntl:PATH` or `etcd:HOST:PORT[,...]/KEY`.
     pub cluster_lock: Option<String>,
+    /// Whether this node may become recovery master (default true; CTDB's --no-recmaster).
+    pub recmaster: Option<bool>,
+    /// votequorum's two_node (same as the tunable TwoNode).
+    pub two_node: Option<bool>,
+    /// votequorum's wait_for_all (same as the tunable WaitForAll).
+    pub wait_for_all: Option<bool>,
     /// Tunables by CTDB name; values as strings (`"250ms"`) or integers (seconds or counts).
     #[serde(default)]
     pub tunables: BTreeMap<String, toml::Value>,
@@ -55,6 +61,8 @@ pub struct Overrides {
     pub event_dir: Option<PathBuf>,
     /// `--tunable NAME=VALUE`, in order.
     pub tunables: Vec<String>,
+    /// `--no-recmaster`.
+    pub no_recmaster: bool,
 }
 
 /// Everything the daemon needs, validated.
@@ -78,6 +86,8 @@ pub struct Settings {
     pub event_dir: Option<PathBuf>,
     /// Tunables after the file and the flags.
     pub tunables: Tunables,
+    /// May become recovery master.
+    pub recmaster_capable: bool,
 }
 
 /// Line (1-based) of byte offset `at` in `text`.
@@ -154,6 +164,18 @@ impl Settings {
             })?;
             warn_obsolete(def);
         }
+        for (key, name, value) in [
+            ("two_node", "TwoNode", file.two_node),
+            ("wait_for_all", "WaitForAll", file.wait_for_all),
+        ] {
+            if let Some(v) = value {
+                tunables.set(name, if v { "1" } else { "0" }).map_err(|e| {
+                    ConfigError::at(tunable_line(&text, key), e)
+                        .in_file(&config_name)
+                        .to_string()
+                })?;
+            }
+        }
         for t in &o.tunables {
             let (name, value) = t
                 .split_once('=')
@@ -195,6 +217,7 @@ impl Settings {
             cluster_lock,
             event_dir: o.event_dir.clone().or(file.event_dir.map(rel)),
             tunables,
+            recmaster_capable: !o.no_recmaster && file.recmaster.unwrap_or(true),
         })
     }
 }
@@ -248,6 +271,14 @@ mod tests {
             s.tunables.keepalive_interval,
             std::time::Duration::from_millis(250)
         );
+        assert!(s.recmaster_capable);
+        std::fs::write(
+            d.join("pharos.toml"),
+            "nodes = \"nodes\"\nrecmaster = false\ntwo_node = true\nwait_for_all = true\n",
+        )
+        .unwrap();
+        let s = Settings::load(&o).unwrap();
+        assert!(!s.recmaster_capable && s.tunables.two_node && s.tunables.wait_for_all);
         o.port = Some(6000);
         o.tunables = vec!["KeepaliveLimit=7".into()];
         let s = Settings::load(&o).unwrap();

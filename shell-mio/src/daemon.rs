@@ -112,13 +112,20 @@ impl Daemon {
             .and_then(|_| reg.register(&mut control, CONTROL, Interest::READABLE))
             .and_then(|_| reg.register(&mut signals, SIGNALS, Interest::READABLE))
             .map_err(|e| format!("epoll register: {e}"))?;
+        // The election's "longest running": wall-clock start in ms, comparable across nodes
+        // (CTDB's priority time).
+        let start_stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
         let config = NodeConfig::new(
             settings.nodes.clone(),
             pnn,
             settings.port,
             settings.tunables.clone(),
         )
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| e.to_string())?
+        .with_start_stamp(start_stamp)
+        .with_recmaster_capable(settings.recmaster_capable);
         let origin = std::time::Instant::now();
         let seed = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)

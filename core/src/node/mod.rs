@@ -255,6 +255,8 @@ struct Peer {
     incoming: Option<ConnId>,
     /// A Hello arrived on the current incoming connection.
     hello: bool,
+    /// A failed connect was retried at once for the current incoming connection.
+    fast_retried: bool,
     /// Both directions are up and the peer said Hello: not DISCONNECTED.
     connected: bool,
     /// Frames received since the last keepalive tick.
@@ -354,6 +356,7 @@ impl Node {
                 out: OutState::Idle,
                 incoming: None,
                 hello: false,
+                fast_retried: false,
                 connected: e.pnn == pnn,
                 rx_count: 0,
                 silent_intervals: 0,
@@ -586,6 +589,7 @@ impl Node {
             recmaster: self.recmaster,
             recovery_mode: self.recovery_mode,
             quorate: self.quorate(),
+            holds_lock: self.holds_lock(),
             nodes: (0..self.peers.len())
                 .map(|i| {
                     let pnn = Pnn(i as u32);

@@ -643,3 +643,40 @@ fn same_inputs_same_outputs() {
     };
     assert_eq!(run(), run());
 }
+
+#[test]
+fn failed_connect_to_a_peer_that_connected_to_us_is_retried_at_once_but_only_once() {
+    // The race of simultaneous start-up: the peer's connection is accepted while our own
+    // connect to it (made before it listened) has not yet reported its failure.
+    let mut n = node0();
+    actions(&mut n);
+    n.handle(
+        t(5),
+        Event::Accepted {
+            conn: ConnId(7),
+            addr: ip("127.0.0.2"),
+        },
+    )
+    .unwrap();
+    assert!(
+        actions(&mut n).is_empty(),
+        "our first connect is still pending"
+    );
+    n.handle(t(6), Event::ConnectFailed { peer: Pnn(1) })
+        .unwrap();
+    assert!(actions(&mut n)
+        .iter()
+        .any(|a| matches!(a, Action::Connect { peer: Pnn(1), .. })));
+    // A second failure on the same incoming connection waits for ReconnectInterval.
+    n.handle(t(7), Event::ConnectFailed { peer: Pnn(1) })
+        .unwrap();
+    assert!(actions(&mut n).is_empty());
+    n.handle(t(1006), Event::Timeout).unwrap();
+    assert!(!actions(&mut n)
+        .iter()
+        .any(|a| matches!(a, Action::Connect { peer: Pnn(1), .. })));
+    n.handle(t(1007), Event::Timeout).unwrap();
+    assert!(actions(&mut n)
+        .iter()
+        .any(|a| matches!(a, Action::Connect { peer: Pnn(1), .. })));
+}

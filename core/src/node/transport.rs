@@ -75,11 +75,19 @@ impl Node {
 
     pub(super) fn on_connect_failed(&mut self, peer: Pnn) {
         let p = &mut self.peers[peer.index()];
-        if matches!(p.out, OutState::Connecting { .. }) {
-            p.out = OutState::Retry {
-                at: self.now + self.tunables.reconnect_interval,
-            };
+        if !matches!(p.out, OutState::Connecting { .. }) {
+            return;
         }
+        if p.incoming.is_some() && !p.fast_retried {
+            // The peer is connected to us, so it listens: this attempt raced its start-up.
+            // Try again now, once per incoming connection (no busy loop if it keeps failing).
+            p.fast_retried = true;
+            self.start_connect(peer);
+            return;
+        }
+        p.out = OutState::Retry {
+            at: self.now + self.tunables.reconnect_interval,
+        };
     }
 
     pub(super) fn on_accepted(&mut self, conn: ConnId, addr: IpAddr) {
@@ -102,6 +110,7 @@ impl Node {
             });
         }
         p.hello = false;
+        p.fast_retried = false;
         if matches!(p.out, OutState::Retry { .. }) {
             // The peer is evidently up: do not wait for the retry timer.
             self.start_connect(peer);

@@ -1,7 +1,7 @@
 //! `pharos`: the pharos command-line tool (talks to `pharosd` over its control socket).
 
 use clap::{Parser, Subcommand};
-use pharos_core::control::Request;
+use pharos_core::control::{AdminCommand, Request};
 use pharos_core::Pnn;
 use pharos_mio::cli;
 use std::path::PathBuf;
@@ -52,6 +52,21 @@ enum Command {
     },
     /// Check that the daemon answers.
     Ping,
+    /// Keep this node in the cluster but host no public IP.
+    Disable,
+    /// Undo `disable`.
+    Enable,
+    /// Make this node inactive (no IPs, never recovery master).
+    Stop,
+    /// Undo `stop`.
+    Continue,
+    /// Ban this node for SECONDS.
+    Ban {
+        /// Ban duration in seconds.
+        seconds: u32,
+    },
+    /// Undo `ban`.
+    Unban,
 }
 
 fn run(args: Args) -> Result<ExitCode, String> {
@@ -68,6 +83,13 @@ fn run(args: Args) -> Result<ExitCode, String> {
         Command::Getvar { name } => Request::GetVar(name.clone()),
         Command::Setvar { name, value } => Request::SetVar(name.clone(), value.clone()),
         Command::Ping => Request::Ping,
+        Command::Disable => Request::Admin(AdminCommand::Disable),
+        Command::Enable => Request::Admin(AdminCommand::Enable),
+        Command::Stop => Request::Admin(AdminCommand::Stop),
+        Command::Continue => Request::Admin(AdminCommand::Continue),
+        Command::Ban { seconds: 0 } => return Err("ban: SECONDS must be more than 0".into()),
+        Command::Ban { seconds } => Request::Admin(AdminCommand::Ban(*seconds)),
+        Command::Unban => Request::Admin(AdminCommand::Unban),
     };
     let started = Instant::now();
     let answer = cli::request(&args.socket, &request.to_line())?;
@@ -102,7 +124,13 @@ fn run(args: Args) -> Result<ExitCode, String> {
         Command::Recmaster => cli::render_number(&answer, "recmaster")?,
         Command::Listvars => cli::render_listvars(&answer)?,
         Command::Getvar { .. } => cli::render_getvar(&answer)?,
-        Command::Setvar { .. } => String::new(),
+        Command::Setvar { .. }
+        | Command::Disable
+        | Command::Enable
+        | Command::Stop
+        | Command::Continue
+        | Command::Ban { .. }
+        | Command::Unban => String::new(),
         Command::Ping => {
             let pnn = cli::render_number(&answer, "pnn")?;
             format!(

@@ -38,6 +38,9 @@ struct Args {
     /// Set a tunable, e.g. KeepaliveInterval=100ms (repeatable).
     #[arg(long = "tunable", value_name = "NAME=VALUE")]
     tunables: Vec<String>,
+    /// Never become recovery master (CTDB's --no-recmaster).
+    #[arg(long)]
+    no_recmaster: bool,
 }
 
 fn main() {
@@ -64,6 +67,7 @@ fn main() {
         cluster_lock: args.cluster_lock,
         event_dir: args.event_dir,
         tunables: args.tunables,
+        no_recmaster: args.no_recmaster,
     };
     let settings = match Settings::load(&overrides) {
         Ok(s) => s,
