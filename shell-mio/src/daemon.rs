@@ -18,6 +18,7 @@ use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 const LISTENER: Token = Token(0);
 const CONTROL: Token = Token(1);
@@ -25,6 +26,8 @@ const SIGNALS: Token = Token(2);
 /// Peer connection tokens start here; control clients start at [`CLIENT_BASE`].
 const PEER_BASE: usize = 1 << 10;
 const CLIENT_BASE: usize = 1 << 30;
+/// Readiness events handled per turn.
+const EVENTS: usize = 256;
 
 /// A running daemon: sockets bound, node created.
 pub struct Daemon {
@@ -47,6 +50,9 @@ pub struct Daemon {
     lock: ClusterLock,
     lock_results: VecDeque<LockResult>,
     next_serial: u64,
+    events: Events,
+    /// Readiness of the current turn: (token, writable, readable).
+    ready: Vec<(Token, bool, bool)>,
 }
 
 /// Binds the cluster listener: the configured node address, or the first node address of the
@@ -161,6 +167,8 @@ impl Daemon {
             lock: ClusterLock::from_spec(&settings.cluster_lock)?,
             lock_results: VecDeque::new(),
             next_serial: 1,
+            events: Events::with_capacity(EVENTS),
+            ready: Vec::with_capacity(EVENTS),
         };
         d.drain();
         Ok(d)
@@ -169,6 +177,11 @@ impl Daemon {
     /// This node's PNN.
     pub fn pnn(&self) -> Pnn {
         self.node.pnn()
+    }
+
+    /// The core node (for status in tests and embedders).
+    pub fn node(&self) -> &Node {
+        &self.node
     }
 
     fn now(&self) -> Instant {
@@ -185,43 +198,58 @@ impl Daemon {
 
     /// Runs until SIGTERM or SIGINT, then shuts down cleanly.
     pub fn run(mut self) -> io::Result<()> {
-        let mut events = Events::with_capacity(256);
-        loop {
-            let now = self.now();
-            let timeout = self
-                .node
-                .poll_timeout()
-                .map(|t| t.saturating_duration_since(now));
-            if let Err(e) = self.poll.poll(&mut events, timeout) {
-                if e.kind() == io::ErrorKind::Interrupted {
-                    continue;
-                }
-                return Err(e);
-            }
-            for ev in events.iter() {
-                match ev.token() {
-                    LISTENER => self.accept_peers(),
-                    CONTROL => self.accept_clients(),
-                    SIGNALS => {
-                        if let Some(sig) = self.signals.pending().next() {
-                            log::info!("signal {sig}: shutting down");
-                            self.shutdown();
-                            return Ok(());
-                        }
-                    }
-                    Token(t) if t >= CLIENT_BASE => self.client_ready(t - CLIENT_BASE),
-                    Token(t) if t >= PEER_BASE => self.peer_ready(
-                        t - PEER_BASE,
-                        ev.is_writable(),
-                        ev.is_readable() || ev.is_read_closed(),
-                    ),
-                    Token(_) => {}
-                }
-            }
-            // Reads first, then time: a node that was itself stopped sees its peers' frames
-            // before it counts their silence.
-            self.feed(Event::Timeout);
+        while self.run_once(None)? {}
+        Ok(())
+    }
+
+    /// One turn of the loop: wait for readiness (at most until the core's deadline, and at most
+    /// `max_wait` if given), handle it, then let time pass in the core. Returns `false` once a
+    /// shutdown signal was handled. Allocation-free in the steady state (tested).
+    pub fn run_once(&mut self, max_wait: Option<Duration>) -> io::Result<bool> {
+        let now = self.now();
+        let mut timeout = self
+            .node
+            .poll_timeout()
+            .map(|t| t.saturating_duration_since(now));
+        if let Some(m) = max_wait {
+            timeout = Some(timeout.map_or(m, |t| t.min(m)));
         }
+        if let Err(e) = self.poll.poll(&mut self.events, timeout) {
+            if e.kind() == io::ErrorKind::Interrupted {
+                return Ok(true);
+            }
+            return Err(e);
+        }
+        // Copy the readiness out (into reused storage) so handlers may borrow `self`.
+        self.ready.clear();
+        for ev in self.events.iter() {
+            self.ready.push((
+                ev.token(),
+                ev.is_writable(),
+                ev.is_readable() || ev.is_read_closed(),
+            ));
+        }
+        for i in 0..self.ready.len() {
+            let (token, writable, readable) = self.ready[i];
+            match token {
+                LISTENER => self.accept_peers(),
+                CONTROL => self.accept_clients(),
+                SIGNALS => {
+                    if let Some(sig) = self.signals.pending().next() {
+                        log::info!("signal {sig}: shutting down");
+                        self.shutdown();
+                        return Ok(false);
+                    }
+                }
+                Token(t) if t >= CLIENT_BASE => self.client_ready(t - CLIENT_BASE),
+                Token(t) if t >= PEER_BASE => self.peer_ready(t - PEER_BASE, writable, readable),
+                Token(_) => {}
+            }
+        }
+        // Reads first, then time: a node that was itself stopped sees its peers' frames
+        // before it counts their silence.
+        self.feed(Event::Timeout);
+        Ok(true)
     }
 
     fn shutdown(&mut self) {
