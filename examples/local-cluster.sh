@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# A 3-node pharos cluster on 127.0.0.1-3: start it, show membership, kill -9 one node and freeze
-# another (SIGSTOP), show how fast the survivors notice, bring both back, clean up.
+# A 3-node pharos cluster on 127.0.0.1-3 with an fcntl cluster lock: start it, show membership
+# and the recovery master, kill -9 the recovery master and show how fast the others notice and
+# elect a new one (which takes the lock), freeze another node (SIGSTOP) and show the keepalive
+# timeout, bring both back, clean up.
 # Traffic stays on loopback; every process started here is ended here, by PID.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -32,11 +34,19 @@ fi
 printf '127.0.0.1\n127.0.0.2\n127.0.0.3\n' > "$DIR/nodes"
 start() { # start N (1-based)
     "$BIN/pharosd" --nodes "$DIR/nodes" --node-address "127.0.0.$1" --port "$PORT" \
-        --socket "$DIR/node$1.sock" --tunable KeepaliveInterval=100ms --tunable KeepaliveLimit=3 \
+        --socket "$DIR/node$1.sock" --cluster-lock "fcntl:$DIR/cluster.lock" \
+        --tunable KeepaliveInterval=100ms --tunable KeepaliveLimit=3 \
         2>>"$DIR/node$1.log" &
     PID[$1]=$!
 }
 pharos() { "$BIN/pharos" --socket "$DIR/node1.sock" "$@"; }
+on() { local n=$1; shift; "$BIN/pharos" --socket "$DIR/node$n.sock" "$@"; }
+recmaster_on() { on "$1" recmaster 2>/dev/null | tr -d '\n'; }
+# has_recmaster N EXCLUDED: node N (1-based) follows a recmaster other than EXCLUDED, holding the lock.
+has_recmaster() {
+    local r; r=$(recmaster_on "$1"); [ -n "$r" ] && [ "$r" != -1 ] && [ "$r" != "$2" ] || return 1
+    on $((r + 1)) --json status | grep -q '"holds_lock":true'
+}
 ms() { echo $(( $(date +%s%N) / 1000000 )); }
 # wait_until DESCRIPTION TIMEOUT_MS COMMAND...: poll every 10 ms, print how long it took.
 wait_until() {
@@ -47,31 +57,38 @@ wait_until() {
     done
     echo "== $what: $(( $(ms) - t0 )) ms"
 }
-flags_of() { pharos --json status | grep -o "\"pnn\":$1,\"address\":\"[^\"]*\",\"flags\":\[[^]]*\]"; }
-is_ok() { flags_of "$1" | grep -q 'flags":\[\]'; }
-is_down() { flags_of "$1" | grep -q DISCONNECTED; }
 all_ok() { for n in 1 2 3; do "$BIN/pharos" --socket "$DIR/node$n.sock" nodestatus all || return 1; done; }
 
-echo "pharos demo: 3 nodes on 127.0.0.1-3, port $PORT, KeepaliveInterval=100ms KeepaliveLimit=3"
+echo "pharos demo: 3 nodes on 127.0.0.1-3, port $PORT, KeepaliveInterval=100ms KeepaliveLimit=3,"
+echo "             ElectionTimeout=1s, cluster lock fcntl:$DIR/cluster.lock"
 for n in 1 2 3; do start $n; done
 wait_until "all three nodes OK on every node" 5000 all_ok
+wait_until "a recovery master holding the cluster lock" 5000 has_recmaster 1 -1
 pharos status
 
-echo; echo "-- kill -9 node 2 (pnn 2, 127.0.0.3): its sockets close, the others see EOF"
-kill -9 "${PID[3]}"; wait "${PID[3]}" 2>/dev/null || true; unset 'PID[3]'
-wait_until "pnn 2 DISCONNECTED on pnn 0" 3000 is_down 2
-pharos nodestatus all || true
+R=$(recmaster_on 1); V=$((R + 1)); S=$(( R == 0 ? 2 : 1 ))   # victim; survivor to ask
+echo; echo "-- kill -9 the recovery master, pnn $R (127.0.0.$V): its sockets close, the others see EOF"
+kill -9 "${PID[$V]}"; wait "${PID[$V]}" 2>/dev/null || true; unset "PID[$V]"
+t0=$(ms)
+wait_until "pnn $R DISCONNECTED on pnn $((S - 1))" 3000 eval "on $S --json status | grep -q '\"pnn\":$R,[^}]*DISCONNECTED'"
+wait_until "a new recovery master holding the lock (from the kill)" 5000 has_recmaster "$S" "$R"
+on "$S" status
 
-echo; echo "-- SIGSTOP pnn 1 (127.0.0.2): connections stay open, only keepalives tell"
-kill -STOP "${PID[2]}"
-wait_until "pnn 1 DISCONNECTED on pnn 0 (keepalive timeout)" 3000 is_down 1
-echo "   quorate now: $(pharos --json status | grep -o '"quorate":[a-z]*')"
-kill -CONT "${PID[2]}"
+F=$(( S == 1 ? 2 : 1 )); [ "$F" = "$V" ] && F=3; [ "$F" = "$S" ] && F=3
+# Freeze a node that is not the one we ask.
+for c in 1 2 3; do if [ "$c" != "$V" ] && [ "$c" != "$S" ]; then F=$c; fi; done
+echo; echo "-- SIGSTOP pnn $((F - 1)) (127.0.0.$F): its connections stay open, only keepalives tell"
+kill -STOP "${PID[$F]}"
+wait_until "pnn $((F - 1)) DISCONNECTED on pnn $((S - 1)) (keepalive timeout)" 3000 \
+    eval "on $S --json status | grep -q '\"pnn\":$((F - 1)),[^}]*DISCONNECTED'"
+echo "   quorate now: $(on "$S" --json status | grep -o '"quorate":[a-z]*') (1 of 3 votes)"
+kill -CONT "${PID[$F]}"
 
-echo; echo "-- SIGCONT pnn 1, restart pnn 2"
-start 3
+echo; echo "-- SIGCONT pnn $((F - 1)), restart pnn $R"
+start "$V"
 wait_until "all three nodes OK again" 5000 all_ok
-pharos status
+wait_until "one recovery master for all three" 5000 eval '[ "$(recmaster_on 1)" = "$(recmaster_on 2)" ] && [ "$(recmaster_on 2)" = "$(recmaster_on 3)" ]'
+on "$S" status
 
-echo; echo "-- what pnn 0 logged"
-cat "$DIR/node1.log"
+echo; echo "-- what pnn $((S - 1)) logged"
+cat "$DIR/node$S.log"
