@@ -72,16 +72,18 @@ pub struct Net {
     blocked: alloc::collections::BTreeSet<(usize, usize)>,
 }
 
+/// A nodes file of `n` nodes on 127.0.0.1..=n.
+pub fn loopback_nodes(n: usize) -> NodesFile {
+    let addrs: Vec<Option<IpAddr>> = (0..n)
+        .map(|i| Some(IpAddr::V4(core::net::Ipv4Addr::new(127, 0, 0, i as u8 + 1))))
+        .collect();
+    NodesFile::from_addresses(&addrs).expect("valid nodes")
+}
+
 impl Net {
     /// `n` nodes on 127.0.0.1..=n, all started at time 0.
     pub fn new(n: usize, tunables: Tunables) -> Self {
-        let addrs: Vec<Option<IpAddr>> = (0..n)
-            .map(|i| Some(IpAddr::V4(core::net::Ipv4Addr::new(127, 0, 0, i as u8 + 1))))
-            .collect();
-        Self::with_nodes(
-            NodesFile::from_addresses(&addrs).expect("valid nodes"),
-            tunables,
-        )
+        Self::with_nodes(loopback_nodes(n), tunables)
     }
 
     /// One node per live slot of `nodes_file`, all started now.
@@ -125,13 +127,7 @@ impl Net {
 
     /// `n` nodes on 127.0.0.1..=n, none started.
     pub fn idle_n(n: usize, tunables: Tunables) -> Self {
-        let addrs: Vec<Option<IpAddr>> = (0..n)
-            .map(|i| Some(IpAddr::V4(core::net::Ipv4Addr::new(127, 0, 0, i as u8 + 1))))
-            .collect();
-        Self::idle(
-            NodesFile::from_addresses(&addrs).expect("valid nodes"),
-            tunables,
-        )
+        Self::idle(loopback_nodes(n), tunables)
     }
 
     /// Cuts the network between the groups (each node in one group): traffic between groups is

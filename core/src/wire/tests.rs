@@ -54,18 +54,20 @@ fn roundtrip_vec_and_slice() {
     }
 }
 
+fn keepalive_frame() -> Vec<u8> {
+    let mut v = Vec::new();
+    let k = Keepalive {
+        flags: NodeFlags(0),
+        recmaster: Pnn::NONE,
+        recovery_mode: RecoveryMode::Normal,
+    };
+    encode(&header(Op::Keepalive), &Message::Keepalive(k), &mut v);
+    v
+}
+
 #[test]
 fn header_layout_is_fixed() {
-    let mut v = Vec::new();
-    encode(
-        &header(Op::Keepalive),
-        &Message::Keepalive(Keepalive {
-            flags: NodeFlags(0),
-            recmaster: Pnn::NONE,
-            recovery_mode: RecoveryMode::Normal,
-        }),
-        &mut v,
-    );
+    let v = keepalive_frame();
     assert_eq!(v.len(), 40);
     assert_eq!(&v[0..4], &40u32.to_le_bytes());
     assert_eq!(&v[4..8], b"PHRS");
@@ -79,16 +81,7 @@ fn header_layout_is_fixed() {
 
 #[test]
 fn clear_errors() {
-    let mut v = Vec::new();
-    encode(
-        &header(Op::Keepalive),
-        &Message::Keepalive(Keepalive {
-            flags: NodeFlags(0),
-            recmaster: Pnn::NONE,
-            recovery_mode: RecoveryMode::Normal,
-        }),
-        &mut v,
-    );
+    let v = keepalive_frame();
     assert_eq!(decode(&v[..10]), Err(WireError::Truncated));
     assert_eq!(frame_len(&v[..3]), Ok(None));
     assert_eq!(frame_len(&v[..31]), Ok(None));
