@@ -5,7 +5,7 @@
 
 use criterion::{criterion_group, BatchSize, BenchmarkId, Criterion, Throughput};
 use pharos_benches::{
-    allocations, config, frame, hello, keepalive, patient, Allocs, CountingAlloc, Steady,
+    allocations, config, frame, hello, keepalive, patient, Allocs, CountingAlloc, Follower, Mesh,
 };
 use pharos_core::config::Tunables;
 use pharos_core::control::Request;
@@ -22,6 +22,8 @@ static ALLOC: CountingAlloc = CountingAlloc;
 const PEERS: [u32; 3] = [2, 16, 64];
 /// Cluster sizes for the simulator.
 const SIM_NODES: [usize; 2] = [3, 7];
+/// Cluster sizes for whole-mesh cold paths.
+const MESH_NODES: [usize; 2] = [3, 7];
 
 fn header(m: &wire::Message) -> Header {
     Header {
@@ -66,11 +68,11 @@ fn bench_hot_path(c: &mut Criterion) {
     for n in PEERS {
         // Frames from every peer in turn: `Link::In` lookup cost is averaged over the table.
         g.bench_with_input(BenchmarkId::new("receive_keepalive", n), &n, |b, &n| {
-            let mut s = Steady::new(n, Tunables::default());
-            let mut p = 0;
+            let mut s = Follower::new(n, Tunables::default());
+            let mut k = 0;
             b.iter(|| {
-                p = p % n + 1;
-                s.receive_keepalive(p);
+                k = (k + 1) % n as usize;
+                s.receive_keepalive(k)
             });
             assert!(s.all_connected());
         });
@@ -80,7 +82,7 @@ fn bench_hot_path(c: &mut Criterion) {
 
 /// Runs `iters` keepalive ticks timed, refreshing the peers (untimed) before they could reach
 /// KeepaliveLimit, so every tick is a steady-state tick with all peers connected.
-fn timed_ticks(s: &mut Steady, iters: u64) -> Duration {
+fn timed_ticks(s: &mut Follower, iters: u64) -> Duration {
     let mut total = Duration::ZERO;
     let mut left = iters;
     while left > 0 {
@@ -100,13 +102,13 @@ fn bench_timers(c: &mut Criterion) {
     let mut g = c.benchmark_group("timers");
     for n in PEERS {
         g.bench_with_input(BenchmarkId::new("tick", n), &n, |b, &n| {
-            let mut s = Steady::new(n, patient());
+            let mut s = Follower::new(n, patient());
             b.iter_custom(|iters| timed_ticks(&mut s, iters));
             assert!(s.all_connected());
         });
         g.bench_with_input(BenchmarkId::new("poll_timeout", n), &n, |b, &n| {
-            let s = Steady::new(n, patient());
-            b.iter(|| black_box(&s.node).poll_timeout());
+            let s = Follower::new(n, patient());
+            b.iter(|| black_box(&s.mesh.nodes[0]).poll_timeout());
         });
     }
     g.finish();
@@ -148,6 +150,20 @@ fn bench_sim(c: &mut Criterion) {
     g.finish();
 }
 
+/// Node 0's connection to node 1 is reset (both ends see EOF), and the mesh runs until it has
+/// settled again: both sides declare the other dead, reconnect, say Hello, and go through
+/// whatever election or recovery the membership change causes.
+fn reset_and_resettle(m: &mut Mesh) {
+    m.break_link(0, 1);
+    m.step();
+    assert!(!m.settled(), "the reset was noticed");
+    let limit = m.now + Duration::from_secs(60);
+    while !m.settled() {
+        assert!(m.now < limit, "the mesh did not settle again");
+        m.step();
+    }
+}
+
 fn bench_cold(c: &mut Criterion) {
     let mut g = c.benchmark_group("cold");
     for n in PEERS {
@@ -160,12 +176,14 @@ fn bench_cold(c: &mut Criterion) {
             )
         });
         g.bench_with_input(BenchmarkId::new("control_status", n), &n, |b, &n| {
-            let mut s = Steady::new(n, Tunables::default());
+            let mut s = Follower::new(n, Tunables::default());
             b.iter(|| s.status_json());
         });
-        g.bench_with_input(BenchmarkId::new("peer_reconnect", n), &n, |b, &n| {
-            let mut s = Steady::new(n, Steady::reconnect_tunables());
-            b.iter(|| s.reconnect(1));
+    }
+    for n in MESH_NODES {
+        g.bench_with_input(BenchmarkId::new("link_reset_resettle", n), &n, |b, &n| {
+            let mut m = Mesh::settled_cluster(n, Tunables::default());
+            b.iter(|| reset_and_resettle(&mut m));
         });
     }
     g.bench_function("request_parse_setvar", |b| {
@@ -209,11 +227,11 @@ fn allocation_report() {
         }),
     ));
     for n in PEERS {
-        let mut s = Steady::new(n, patient());
-        let mut p = 0;
+        let mut s = Follower::new(n, patient());
+        let mut k = 0;
         let hot = per_op(K, || {
-            p = p % n + 1;
-            s.receive_keepalive(p);
+            k = (k + 1) % n as usize;
+            s.receive_keepalive(k);
         });
         assert_eq!(hot.0, 0.0, "receiving a keepalive allocates");
         rows.push((format!("hot: receive keepalive + drain, {n} peers"), hot));
@@ -236,17 +254,19 @@ fn allocation_report() {
             format!("cold: Node::new, {n} peers"),
             (total.count as f64 / 100.0, total.bytes as f64 / 100.0),
         ));
-        let mut s = Steady::new(n, Tunables::default());
+        let mut s = Follower::new(n, Tunables::default());
         rows.push((
             format!("cold: control status, reply as JSON, {n} peers"),
             per_op(100, || {
                 black_box(s.status_json());
             }),
         ));
-        let mut s = Steady::new(n, Steady::reconnect_tunables());
+    }
+    for n in MESH_NODES {
+        let mut m = Mesh::settled_cluster(n, Tunables::default());
         rows.push((
-            format!("cold: peer EOF, dead, reconnect, Hello, {n} peers"),
-            per_op(100, || s.reconnect(1)),
+            format!("cold: link reset, whole mesh until settled again, {n} nodes"),
+            per_op(20, || reset_and_resettle(&mut m)),
         ));
     }
     for line in ["status", "setvar KeepaliveInterval 100ms"] {

@@ -1,17 +1,20 @@
-//! Shared pieces of the pharos benchmarks: a counting allocator and steady-state fixtures.
+//! Shared pieces of the pharos benchmarks: a counting allocator, an allocation-free in-process
+//! cluster ([`Mesh`]) and steady-state fixtures built on it.
 //!
 //! The allocator is a type, not a registered `#[global_allocator]`: each bench binary that wants
 //! allocation counts registers it itself (a program has only one global allocator).
 
+pub mod mesh;
+
+pub use mesh::Mesh;
+
 use pharos_core::config::{NodesFile, Tunables};
-use pharos_core::control::Request;
-use pharos_core::wire::{self, Header, Hello, Message};
-use pharos_core::{
-    Action, ClientId, ConnId, Event, Generation, Instant, Link, Node, NodeConfig, NodeFlags, Pnn,
-};
+use pharos_core::control::{RecoveryMode, Request};
+use pharos_core::wire::{self, Header, Hello, Keepalive, Message};
+use pharos_core::{Action, ClientId, ConnId, Event, Generation, NodeConfig, NodeFlags, Pnn};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 
 /// Wraps [`System`], counting this thread's allocations (and reallocations) and their bytes.
 ///
@@ -85,20 +88,17 @@ pub fn allocations<R>(f: impl FnOnce() -> R) -> (Allocs, R) {
     (a, r)
 }
 
-/// The address of node `i` in the fixtures: 10.0.x.y.
-pub fn node_addr(i: u32) -> IpAddr {
-    IpAddr::V4(Ipv4Addr::new(10, 0, (i >> 8) as u8, i as u8 + 1))
-}
-
 /// The configuration of node 0 in a cluster of `peers + 1` nodes.
 pub fn config(peers: u32, tunables: Tunables) -> NodeConfig {
-    let addrs: Vec<Option<IpAddr>> = (0..=peers).map(|i| Some(node_addr(i))).collect();
+    let addrs: Vec<Option<IpAddr>> = (0..=peers as usize)
+        .map(|i| Some(mesh::mesh_addr(i)))
+        .collect();
     let nodes = NodesFile::from_addresses(&addrs).expect("valid nodes");
     NodeConfig::new(nodes, Pnn(0), 4379, tunables).expect("node 0 is live")
 }
 
-/// Tunables for benchmarks that tick without feeding frames: peers survive 1000 silent
-/// intervals (the largest KeepaliveLimit).
+/// Tunables for benchmarks that tick one node without feeding it frames every interval: peers
+/// survive 1000 silent intervals (the largest KeepaliveLimit).
 pub fn patient() -> Tunables {
     let mut t = Tunables::default();
     t.set("KeepaliveLimit", "1000").expect("in range");
@@ -111,7 +111,7 @@ pub fn frame(src: u32, message: Message) -> Vec<u8> {
         op: message.op(),
         src: Pnn(src),
         dst: Pnn(0),
-        generation: Generation(1),
+        generation: Generation(2),
         request_id: 0,
     };
     let mut v = Vec::new();
@@ -119,11 +119,13 @@ pub fn frame(src: u32, message: Message) -> Vec<u8> {
     v
 }
 
-/// A keepalive with no flags.
+/// A keepalive as a follower of node 2 sends it.
 pub fn keepalive() -> Message {
-    Message::Keepalive {
+    Message::Keepalive(Keepalive {
         flags: NodeFlags::empty(),
-    }
+        recmaster: Pnn(2),
+        recovery_mode: RecoveryMode::Normal,
+    })
 }
 
 /// A hello.
@@ -131,161 +133,89 @@ pub fn hello(incarnation: u64) -> Message {
     Message::Hello(Hello {
         incarnation,
         flags: NodeFlags::empty(),
-        capabilities: 0,
+        capabilities: wire::CAP_RECMASTER,
+        start_stamp: 1_700_000_000_000,
     })
 }
 
-/// Node 0 with every peer connected both ways, driven the way a shell drives it: transmits are
-/// encoded into one reused write buffer, actions are taken and dropped.
-pub struct Steady {
-    /// The node.
-    pub node: Node,
-    /// Current time.
-    pub now: Instant,
-    peers: u32,
-    conns: Vec<ConnId>,
-    next_conn: u64,
-    keepalives: Vec<Vec<u8>>,
-    hellos: Vec<Vec<u8>>,
-    out: Vec<u8>,
+/// Node 0 of a settled [`Mesh`] of `peers + 1` nodes, run alone: it is a follower (the biggest
+/// PNN wins the election), and the last keepalive each peer sent it is kept for replay, so the
+/// node can be driven through its steady state without the rest of the mesh.
+pub struct Follower {
+    /// The mesh; node 0 is the one measured.
+    pub mesh: Mesh,
+    keepalives: Vec<(ConnId, Vec<u8>)>,
 }
 
-impl Steady {
-    /// Node 0 of `peers + 1` nodes, every peer connected (our connect done, its connection
-    /// accepted, its Hello received), all queues drained.
+impl Follower {
+    /// Builds and settles the mesh, then captures the peers' keepalives to node 0.
     pub fn new(peers: u32, tunables: Tunables) -> Self {
-        let now = Instant::from_nanos(1_000_000_000);
-        let mut s = Steady {
-            node: Node::new(config(peers, tunables), 1, now),
-            now,
-            peers,
-            conns: (0..=peers).map(|p| ConnId(p as u64)).collect(),
-            next_conn: peers as u64 + 1,
-            keepalives: (0..=peers).map(|p| frame(p, keepalive())).collect(),
-            hellos: (0..=peers).map(|p| frame(p, hello(p as u64))).collect(),
-            out: Vec::with_capacity(1024),
-        };
-        s.drain();
-        for p in 1..=peers {
-            s.connect(p);
-        }
-        assert!(s.all_connected());
-        s
+        let mut mesh = Mesh::settled_cluster(peers as usize + 1, tunables);
+        assert_ne!(mesh.recmaster(), Some(0), "node 0 must be a follower");
+        let keepalives: Vec<(ConnId, Vec<u8>)> = mesh
+            .capture_to(0)
+            .into_iter()
+            .map(|(_, conn, bytes)| (conn, bytes))
+            .collect();
+        assert_eq!(
+            keepalives.len(),
+            peers as usize,
+            "a keepalive from every peer"
+        );
+        Follower { mesh, keepalives }
     }
 
     /// Number of peers.
-    pub fn peers(&self) -> u32 {
-        self.peers
+    pub fn peers(&self) -> usize {
+        self.keepalives.len()
     }
 
-    /// Whether every peer is connected.
+    /// Whether node 0 sees every peer connected.
     pub fn all_connected(&self) -> bool {
-        (1..=self.peers).all(|p| self.node.flags_of(Pnn(p)) == NodeFlags::empty())
+        (0..self.mesh.len())
+            .all(|p| self.mesh.nodes[0].flags_of(Pnn(p as u32)) == NodeFlags::empty())
     }
 
-    fn handle(&mut self, event: Event<'_>) {
-        self.node.handle(self.now, event).expect("valid input");
-    }
-
-    /// The shell's drain: every transmit encoded into the reused write buffer, then every
-    /// action taken. Returns the number of transmits.
-    pub fn drain(&mut self) -> usize {
-        let mut n = 0;
-        while let Some(t) = self.node.poll_transmit() {
-            self.out.clear();
-            t.encode(&mut self.out);
-            std::hint::black_box(&self.out);
-            n += 1;
-        }
-        while let Some(a) = self.node.poll_action() {
-            std::hint::black_box(&a);
-        }
-        n
-    }
-
-    /// One keepalive frame from `peer` arrives on its connection; outputs drained.
-    pub fn receive_keepalive(&mut self, peer: u32) {
-        let p = peer as usize;
-        let bytes = std::mem::take(&mut self.keepalives[p]);
-        self.handle(Event::Frame {
-            link: Link::In(self.conns[p]),
-            bytes: &bytes,
-        });
-        self.keepalives[p] = bytes;
-        self.drain();
+    /// Peer `k`'s (0-based) keepalive arrives at node 0; outputs drained (there are none in the
+    /// steady state). Returns the number of transmits.
+    pub fn receive_keepalive(&mut self, k: usize) -> usize {
+        let (conn, bytes) = &self.keepalives[k];
+        let event = Event::Frame {
+            link: pharos_core::Link::In(*conn),
+            bytes,
+        };
+        self.mesh.handle_detached(0, event)
     }
 
     /// A keepalive from every peer.
     pub fn refresh(&mut self) {
-        for p in 1..=self.peers {
-            self.receive_keepalive(p);
+        for k in 0..self.peers() {
+            self.receive_keepalive(k);
         }
     }
 
-    /// Time jumps to the node's deadline (the next keepalive tick), `Timeout` is handled and the
-    /// keepalives drained. Returns the number of transmits.
+    /// Time jumps to node 0's deadline (its next keepalive tick), `Timeout` is handled and the
+    /// keepalives are encoded into the write buffer. Returns the number of transmits.
     pub fn tick(&mut self) -> usize {
-        self.now = self.node.poll_timeout().expect("a deadline").max(self.now);
-        self.handle(Event::Timeout);
-        self.drain()
+        let t = self.mesh.nodes[0].poll_timeout().expect("a deadline");
+        self.mesh.now = self.mesh.now.max(t);
+        self.mesh.handle_detached(0, Event::Timeout)
     }
 
-    /// A control `status` request, answered as the JSON line the shell would write.
+    /// A control `status` request to node 0, answered as the JSON line the shell would write.
     pub fn status_json(&mut self) -> String {
-        self.handle(Event::Control {
+        let node = &mut self.mesh.nodes[0];
+        let event = Event::Control {
             client: ClientId(1),
             request: Request::Status,
-        });
+        };
+        node.handle(self.mesh.now, event).expect("valid input");
         let mut json = String::new();
-        while let Some(a) = self.node.poll_action() {
+        while let Some(a) = node.poll_action() {
             if let Action::Reply { response, .. } = a {
                 json = response.to_json();
             }
         }
         json
-    }
-
-    /// Our connect to `peer` succeeds, it connects to us and says Hello.
-    fn connect(&mut self, peer: u32) {
-        let p = peer as usize;
-        self.handle(Event::Connected { peer: Pnn(peer) });
-        self.drain();
-        self.handle(Event::Accepted {
-            conn: self.conns[p],
-            addr: node_addr(peer),
-        });
-        self.drain();
-        let bytes = std::mem::take(&mut self.hellos[p]);
-        self.handle(Event::Frame {
-            link: Link::In(self.conns[p]),
-            bytes: &bytes,
-        });
-        self.hellos[p] = bytes;
-        self.drain();
-    }
-
-    /// `peer` drops our connection (EOF), the node declares it dead, waits ReconnectInterval,
-    /// asks to reconnect, and the peer comes back on a new incoming connection.
-    pub fn reconnect(&mut self, peer: u32) {
-        self.handle(Event::Closed {
-            link: Link::Out(Pnn(peer)),
-        });
-        self.drain();
-        self.now += self.node.tunables().reconnect_interval;
-        self.handle(Event::Timeout);
-        self.drain();
-        self.conns[peer as usize] = ConnId(self.next_conn);
-        self.next_conn += 1;
-        self.connect(peer);
-        assert_eq!(self.node.flags_of(Pnn(peer)), NodeFlags::empty());
-    }
-
-    /// Tunables for [`Steady::reconnect`] loops: a fast reconnect, and keepalive ticks rare
-    /// enough (hourly) that the other peers never go silent for long.
-    pub fn reconnect_tunables() -> Tunables {
-        let mut t = patient();
-        t.set("ReconnectInterval", "10ms").expect("in range");
-        t.set("KeepaliveInterval", "3600s").expect("in range");
-        t
     }
 }

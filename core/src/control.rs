@@ -35,6 +35,25 @@ pub enum Request {
     SetVar(String, String),
     /// Liveness of the daemon.
     Ping,
+    /// Administrative flag changes on this node.
+    Admin(AdminCommand),
+}
+
+/// `ctdb disable`, `enable`, `stop`, `continue`, `ban`, `unban`, applied to the node asked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AdminCommand {
+    /// Stay in the cluster, host no public IP.
+    Disable,
+    /// Undo `Disable`.
+    Enable,
+    /// Become inactive (no IPs, never recovery master).
+    Stop,
+    /// Undo `Stop`.
+    Continue,
+    /// Banned for this many seconds.
+    Ban(u32),
+    /// Undo `Ban`.
+    Unban,
 }
 
 /// Why a request line was refused.
@@ -90,9 +109,26 @@ impl Request {
             ("setvar", 2) => Request::SetVar(args[0].to_string(), args[1].to_string()),
             ("setvar", _) => return Err(usage(cmd, "NAME VALUE")),
             ("ping", 0) => Request::Ping,
-            ("status" | "pnn" | "recmaster" | "leader" | "listvars" | "ping", _) => {
-                return Err(ControlError(format!("{cmd} takes no arguments")))
-            }
+            ("disable", 0) => Request::Admin(AdminCommand::Disable),
+            ("enable", 0) => Request::Admin(AdminCommand::Enable),
+            ("stop", 0) => Request::Admin(AdminCommand::Stop),
+            ("continue", 0) => Request::Admin(AdminCommand::Continue),
+            ("unban", 0) => Request::Admin(AdminCommand::Unban),
+            ("ban", 1) => match args[0].parse::<u32>() {
+                Ok(secs) if secs > 0 => Request::Admin(AdminCommand::Ban(secs)),
+                _ => {
+                    return Err(ControlError(format!(
+                        "invalid ban time {:?} (seconds, > 0)",
+                        args[0]
+                    )))
+                }
+            },
+            ("ban", _) => return Err(usage(cmd, "SECONDS")),
+            (
+                "status" | "pnn" | "recmaster" | "leader" | "listvars" | "ping" | "disable"
+                | "enable" | "stop" | "continue" | "unban",
+                _,
+            ) => return Err(ControlError(format!("{cmd} takes no arguments"))),
             _ => return Err(ControlError(format!("unknown command {cmd:?}"))),
         };
         Ok(req)
@@ -110,6 +146,12 @@ impl Request {
             Request::GetVar(n) => format!("getvar {n}"),
             Request::SetVar(n, v) => format!("setvar {n} {v}"),
             Request::Ping => "ping".to_string(),
+            Request::Admin(AdminCommand::Disable) => "disable".to_string(),
+            Request::Admin(AdminCommand::Enable) => "enable".to_string(),
+            Request::Admin(AdminCommand::Stop) => "stop".to_string(),
+            Request::Admin(AdminCommand::Continue) => "continue".to_string(),
+            Request::Admin(AdminCommand::Ban(s)) => format!("ban {s}"),
+            Request::Admin(AdminCommand::Unban) => "unban".to_string(),
         };
         s.push('\n');
         s
@@ -161,6 +203,8 @@ pub struct StatusReport {
     pub recovery_mode: RecoveryMode,
     /// Whether this node's partition has quorum.
     pub quorate: bool,
+    /// Whether this node holds the cluster lock.
+    pub holds_lock: bool,
     /// Every node slot, deleted ones included.
     pub nodes: Vec<NodeStatus>,
 }
@@ -222,12 +266,13 @@ impl Response {
             Response::Status(s) => {
                 let _ = write!(
                     o,
-                    "{{\"pnn\":{},\"generation\":{},\"recmaster\":{},\"recovery_mode\":\"{}\",\"quorate\":{},\"nodes\":[",
+                    "{{\"pnn\":{},\"generation\":{},\"recmaster\":{},\"recovery_mode\":\"{}\",\"quorate\":{},\"holds_lock\":{},\"nodes\":[",
                     pnn_json(s.pnn),
                     s.generation.0,
                     pnn_json(s.recmaster),
-                    s.recovery_mode.as_str(),
-                    s.quorate
+                                        s.recovery_mode.as_str(),
+                    s.quorate,
+                    s.holds_lock
                 );
                 for (i, n) in s.nodes.iter().enumerate() {
                     if i > 0 {
@@ -374,6 +419,8 @@ mod tests {
             Request::GetVar("KeepaliveLimit".into()),
             Request::SetVar("KeepaliveLimit".into(), "4".into()),
             Request::Ping,
+            Request::Admin(AdminCommand::Ban(5)),
+            Request::Admin(AdminCommand::Continue),
         ] {
             assert_eq!(Request::parse(&r.to_line()), Ok(r));
         }
@@ -387,6 +434,7 @@ mod tests {
             recmaster: Pnn::NONE,
             recovery_mode: RecoveryMode::Normal,
             quorate: true,
+            holds_lock: false,
             nodes: vec![
                 NodeStatus {
                     pnn: Pnn(0),
@@ -404,7 +452,7 @@ mod tests {
         };
         assert_eq!(
             Response::Status(s).to_json(),
-            "{\"pnn\":0,\"generation\":5,\"recmaster\":-1,\"recovery_mode\":\"NORMAL\",\"quorate\":true,\"nodes\":[\
+            "{\"pnn\":0,\"generation\":5,\"recmaster\":-1,\"recovery_mode\":\"NORMAL\",\"quorate\":true,\"holds_lock\":false,\"nodes\":[\
 {\"pnn\":0,\"address\":\"127.0.0.1\",\"flags\":[],\"this_node\":true},\
 {\"pnn\":1,\"address\":\"::1\",\"flags\":[\"DISCONNECTED\",\"BANNED\"],\"this_node\":false}]}"
         );

@@ -29,7 +29,7 @@
 #![warn(missing_docs)]
 
 extern crate alloc;
-#[cfg(feature = "std")]
+#[cfg(any(feature = "std", test))]
 extern crate std;
 
 pub mod config;
@@ -44,7 +44,7 @@ pub mod types;
 pub mod wire;
 
 pub use error::Error;
-pub use node::{Action, Event, Node, NodeConfig, Transmit};
+pub use node::{Action, Event, LockResult, Node, NodeConfig, Transmit};
 
 pub use time::Instant;
 pub use types::{ClientId, ConnId, Generation, Link, NodeFlags, Pnn};

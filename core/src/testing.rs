@@ -6,7 +6,7 @@
 //! Everything is deterministic: same calls, same results.
 
 use crate::config::{NodesFile, Tunables};
-use crate::node::{Action, Event, Node, NodeConfig};
+use crate::node::{Action, Event, LockResult, Node, NodeConfig};
 use crate::time::Instant;
 use crate::types::{ConnId, Link, NodeFlags, Pnn};
 use crate::wire;
@@ -25,6 +25,7 @@ enum Input {
     Frame(Link, Vec<u8>),
     /// EOF on a link; for `Link::Out`, the id of the outgoing connection that ended.
     Closed(Link, u64),
+    Lock(LockResult),
 }
 
 #[derive(Debug)]
@@ -58,24 +59,48 @@ pub struct Net {
     /// its previous life.
     epoch: Vec<u64>,
     restarts: u64,
+    /// Who holds the model cluster lock (released when the holder crashes, like fcntl).
+    /// `Some(usize::MAX)` models a holder outside the cluster.
+    pub lock_holder: Option<usize>,
+    /// Per node: may become recovery master (applied at its next start).
+    pub capable: Vec<bool>,
+    /// Control replies, by node, in order.
+    pub replies: Vec<(usize, crate::control::Response)>,
+    /// Every `ReleaseAllIps` a node asked for, with the time.
+    pub released_all: Vec<(Instant, usize)>,
+    /// Pairs that cannot reach each other: frames are lost, connects go unanswered.
+    blocked: alloc::collections::BTreeSet<(usize, usize)>,
+}
+
+/// A nodes file of `n` nodes on 127.0.0.1..=n.
+pub fn loopback_nodes(n: usize) -> NodesFile {
+    let addrs: Vec<Option<IpAddr>> = (0..n)
+        .map(|i| Some(IpAddr::V4(core::net::Ipv4Addr::new(127, 0, 0, i as u8 + 1))))
+        .collect();
+    NodesFile::from_addresses(&addrs).expect("valid nodes")
 }
 
 impl Net {
     /// `n` nodes on 127.0.0.1..=n, all started at time 0.
     pub fn new(n: usize, tunables: Tunables) -> Self {
-        let addrs: Vec<Option<IpAddr>> = (0..n)
-            .map(|i| Some(IpAddr::V4(core::net::Ipv4Addr::new(127, 0, 0, i as u8 + 1))))
-            .collect();
-        Self::with_nodes(
-            NodesFile::from_addresses(&addrs).expect("valid nodes"),
-            tunables,
-        )
+        Self::with_nodes(loopback_nodes(n), tunables)
     }
 
-    /// One node per live slot of `nodes_file`.
+    /// One node per live slot of `nodes_file`, all started now.
     pub fn with_nodes(nodes_file: NodesFile, tunables: Tunables) -> Self {
+        let mut net = Self::idle(nodes_file, tunables);
+        for i in 0..net.nodes.len() {
+            if net.nodes_file.address_of(Pnn(i as u32)).is_some() {
+                net.start(i);
+            }
+        }
+        net
+    }
+
+    /// The network with no node started yet: start them with [`Net::start`].
+    pub fn idle(nodes_file: NodesFile, tunables: Tunables) -> Self {
         let n = nodes_file.len();
-        let mut net = Net {
+        Net {
             nodes: (0..n).map(|_| None).collect(),
             frozen: alloc::vec![false; n],
             now: Instant::ZERO,
@@ -92,13 +117,80 @@ impl Net {
             held: Vec::new(),
             epoch: alloc::vec![0; n],
             restarts: 0,
-        };
-        for i in 0..n {
-            if net.nodes_file.address_of(Pnn(i as u32)).is_some() {
-                net.start(i);
+            lock_holder: None,
+            capable: alloc::vec![true; n],
+            replies: Vec::new(),
+            released_all: Vec::new(),
+            blocked: alloc::collections::BTreeSet::new(),
+        }
+    }
+
+    /// `n` nodes on 127.0.0.1..=n, none started.
+    pub fn idle_n(n: usize, tunables: Tunables) -> Self {
+        Self::idle(loopback_nodes(n), tunables)
+    }
+
+    /// Cuts the network between the groups (each node in one group): traffic between groups is
+    /// lost and connects go unanswered, but nobody sees EOF (as with a pulled cable).
+    pub fn partition(&mut self, groups: &[&[usize]]) {
+        self.blocked.clear();
+        for (gi, a) in groups.iter().enumerate() {
+            for (gj, b) in groups.iter().enumerate() {
+                if gi != gj {
+                    for &x in a.iter() {
+                        for &y in b.iter() {
+                            self.blocked.insert((x, y));
+                        }
+                    }
+                }
             }
         }
-        net
+    }
+
+    /// Cuts one direction only: frames from `from` to `to` are lost.
+    pub fn block_one_way(&mut self, from: usize, to: usize) {
+        self.blocked.insert((from, to));
+    }
+
+    /// Sends a control request line to node `i` now and returns its answer.
+    pub fn control(&mut self, i: usize, line: &str) -> crate::control::Response {
+        let request = crate::control::Request::parse(line).expect("valid request");
+        let now = self.now;
+        self.nodes[i]
+            .as_mut()
+            .expect("running")
+            .handle(
+                now,
+                Event::Control {
+                    client: crate::types::ClientId(0),
+                    request,
+                },
+            )
+            .expect("monotonic");
+        self.drain(i);
+        self.replies.pop().map(|(_, r)| r).expect("a reply")
+    }
+
+    /// The lock service tells node `i` something now (e.g. that its lock is lost).
+    pub fn lock_event(&mut self, i: usize, result: LockResult) {
+        if result == LockResult::Lost && self.lock_holder == Some(i) {
+            self.lock_holder = None;
+        }
+        // Told in the same instant, so holder and belief never disagree between steps.
+        let now = self.now;
+        if let Some(n) = self.nodes[i].as_mut() {
+            n.handle(now, Event::Lock(result)).expect("monotonic");
+        }
+        self.drain(i);
+    }
+
+    /// Restores full connectivity.
+    pub fn heal(&mut self) {
+        self.blocked.clear();
+    }
+
+    fn reachable(&self, a: usize, b: usize) -> bool {
+        !self.blocked.contains(&(a, b))
     }
 
     /// Current virtual time.
@@ -119,7 +211,9 @@ impl Net {
             self.port,
             self.tunables.clone(),
         )
-        .expect("live node");
+        .expect("live node")
+        .with_start_stamp(self.now.as_nanos())
+        .with_recmaster_capable(self.capable[i]);
         self.restarts += 1;
         self.epoch[i] += 1;
         self.nodes[i] = Some(Node::new(config, 1000 * self.restarts + i as u64, self.now));
@@ -133,6 +227,9 @@ impl Net {
         self.frozen[i] = false;
         self.epoch[i] += 1;
         self.held.retain(|(_, to)| *to != i);
+        if self.lock_holder == Some(i) {
+            self.lock_holder = None;
+        }
         let ids: Vec<u64> = self
             .conns
             .iter()
@@ -252,6 +349,10 @@ impl Net {
         best
     }
 
+    fn push_lock(&mut self, at: Instant, to: usize, result: LockResult) {
+        self.push(at, to, Input::Lock(result));
+    }
+
     fn push(&mut self, at: Instant, to: usize, input: Input) {
         self.seq += 1;
         self.inputs.insert(self.seq, (self.epoch[to], input));
@@ -297,6 +398,7 @@ impl Net {
                 }
             }
             Input::Closed(l, _) => Event::Closed { link: *l },
+            Input::Lock(r) => Event::Lock(*r),
         };
         node.handle(now, ev).expect("monotonic");
         self.drain(to);
@@ -316,6 +418,9 @@ impl Net {
             if !self.conns.contains_key(&id) {
                 continue;
             }
+            if !self.reachable(i, j) {
+                continue;
+            }
             let mut bytes = Vec::new();
             t.encode(&mut bytes);
             debug_assert_eq!(wire::frame_len(&bytes), Ok(Some(bytes.len())));
@@ -332,7 +437,11 @@ impl Net {
                     if let Some(old) = self.out[i][j].take() {
                         self.close_conn(old, i);
                     }
-                    // A frozen or running process accepts (the kernel does); a dead one refuses.
+                    // A frozen or running process accepts (the kernel does); a dead one refuses;
+                    // across a partition nothing answers (the node's connect timeout fires).
+                    if !self.reachable(i, j) || !self.reachable(j, i) {
+                        continue;
+                    }
                     if self.nodes[j].is_some() {
                         let id = self.next_conn;
                         self.next_conn += 1;
@@ -356,7 +465,25 @@ impl Net {
                         self.out[i][p.index()] = None;
                     }
                 }
-                Action::Reply { .. } => {}
+                Action::AcquireLock => {
+                    // An fcntl-like lock: free, or already ours, means granted.
+                    let result = match self.lock_holder {
+                        None => {
+                            self.lock_holder = Some(i);
+                            LockResult::Granted
+                        }
+                        Some(h) if h == i => LockResult::Granted,
+                        Some(_) => LockResult::Contended,
+                    };
+                    self.push_lock(now + lat, i, result);
+                }
+                Action::ReleaseLock => {
+                    if self.lock_holder == Some(i) {
+                        self.lock_holder = None;
+                    }
+                }
+                Action::Reply { response, .. } => self.replies.push((i, response)),
+                Action::ReleaseAllIps => self.released_all.push((now, i)),
             }
         }
     }
@@ -368,6 +495,11 @@ impl Net {
         };
         let lat = self.latency;
         let now = self.now;
+        let other = if by == c.from { c.to } else { c.from };
+        if !self.reachable(by, other) {
+            // The FIN is lost in the partition; the other side finds out by keepalive.
+            return;
+        }
         if by == c.from {
             self.push(now + lat, c.to, Input::Closed(Link::In(ConnId(id)), id));
         } else {

@@ -161,3 +161,67 @@ mod tests {
         assert_eq!(Pnn::NONE.to_string(), "-1");
     }
 }
+
+/// A set of PNNs below [`crate::config::MAX_NODES`], as a fixed bitmap (`Copy`, no allocation).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct NodeSet([u8; NodeSet::BYTES]);
+
+impl NodeSet {
+    /// Encoded size.
+    pub const BYTES: usize = crate::config::MAX_NODES / 8;
+
+    /// The empty set.
+    pub const fn new() -> Self {
+        NodeSet([0; NodeSet::BYTES])
+    }
+
+    /// From its encoding (missing bytes are zero).
+    pub fn from_bytes(b: &[u8]) -> Self {
+        let mut s = NodeSet::new();
+        let n = b.len().min(NodeSet::BYTES);
+        s.0[..n].copy_from_slice(&b[..n]);
+        s
+    }
+
+    /// Its encoding.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// Adds `p` (ignored if out of range).
+    pub fn insert(&mut self, p: Pnn) {
+        if let Some(b) = self.0.get_mut(p.index() / 8) {
+            *b |= 1 << (p.index() % 8);
+        }
+    }
+
+    /// Whether `p` is in the set.
+    pub fn contains(&self, p: Pnn) -> bool {
+        self.0
+            .get(p.index() / 8)
+            .is_some_and(|b| b & (1 << (p.index() % 8)) != 0)
+    }
+
+    /// Number of members.
+    pub fn len(&self) -> usize {
+        self.0.iter().map(|b| b.count_ones() as usize).sum()
+    }
+
+    /// Whether the set is empty.
+    pub fn is_empty(&self) -> bool {
+        self.0.iter().all(|&b| b == 0)
+    }
+
+    /// Members in increasing order.
+    pub fn iter(&self) -> impl Iterator<Item = Pnn> + '_ {
+        (0..NodeSet::BYTES * 8)
+            .map(|i| Pnn(i as u32))
+            .filter(move |p| self.contains(*p))
+    }
+}
+
+impl fmt::Debug for NodeSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_set().entries(self.iter().map(|p| p.0)).finish()
+    }
+}

@@ -1,20 +1,24 @@
 //! The steady state allocates nothing.
 //!
 //! A counting global allocator (per thread, so tests running in parallel do not disturb each
-//! other) watches a node with connected peers through thousands of keepalive intervals: frames
-//! are reassembled from a byte stream with `wire::frame_len`, decoded by the node, keepalive
-//! ticks fire, and every transmit is encoded into a reused buffer. Any heap allocation in that
-//! loop (a `Vec` push, a `format!`, a boxed error) fails the test.
+//! other) watches a settled cluster of four nodes in one thread (every node connected to every
+//! other, a recovery master elected and holding the lock, one recovery done) through 10,000
+//! keepalive intervals: keepalive ticks at each node's deadline, every transmit encoded into a
+//! reused write buffer and cut with `wire::frame_len`, every frame decoded and handled by its
+//! receiver. Any heap allocation in that loop (a `Vec` push, a `format!`, a boxed error) fails
+//! the test.
 
-use pharos_core::config::{NodesFile, Tunables};
+// The mesh is shared with the benchmarks, which measure the same steady state.
+#[allow(dead_code)]
+#[path = "../../benches/src/mesh.rs"]
+mod mesh;
+
+use mesh::Mesh;
+use pharos_core::config::Tunables;
 use pharos_core::control::Request;
-use pharos_core::wire::{self, Header, Hello, Message};
-use pharos_core::{
-    Action, ClientId, ConnId, Event, Generation, Instant, Link, Node, NodeConfig, NodeFlags, Pnn,
-};
+use pharos_core::{ClientId, Event};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
-use std::net::IpAddr;
 
 struct Counting;
 
@@ -64,164 +68,52 @@ fn allocations<R>(f: impl FnOnce() -> R) -> (u64, R) {
     (ALLOCS.with(Cell::get) - before, r)
 }
 
-const PEERS: u32 = 7;
-const INTERVAL_MS: u64 = 100;
-const CYCLES: u64 = 12_000;
+const NODES: usize = 4;
+const INTERVALS: u32 = 10_000;
 
-fn at_ms(ms: u64) -> Instant {
-    Instant::from_nanos(ms * 1_000_000)
+fn tunables() -> Tunables {
+    let mut t = Tunables::default();
+    t.set("KeepaliveInterval", "100ms").unwrap();
+    t
 }
 
-fn peer_addr(i: u32) -> IpAddr {
-    IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, i as u8 + 1))
-}
-
-fn frame(src: u32, message: Message, out: &mut Vec<u8>) {
-    let header = Header {
-        op: message.op(),
-        src: Pnn(src),
-        dst: Pnn(0),
-        generation: Generation(1),
-        request_id: 0,
-    };
-    wire::encode(&header, &message, out);
-}
-
-/// What the shell keeps between events; every buffer is reused.
-struct Harness {
-    node: Node,
-    now: Instant,
-    /// Each peer's incoming connection.
-    conns: Vec<ConnId>,
-    /// One byte stream per peer's incoming connection, as the socket would deliver it.
-    streams: Vec<Vec<u8>>,
-    /// The write buffer transmits are encoded into.
-    out: Vec<u8>,
-    sent: u64,
-    actions: u64,
-}
-
-impl Harness {
-    /// Node 0 of a cluster of `PEERS + 1` nodes, every peer connected both ways and greeted.
-    fn connected() -> Self {
-        let addrs: Vec<Option<IpAddr>> = (0..=PEERS).map(|i| Some(peer_addr(i))).collect();
-        let nodes = NodesFile::from_addresses(&addrs).unwrap();
-        let mut tunables = Tunables::default();
-        tunables
-            .set("KeepaliveInterval", &format!("{INTERVAL_MS}ms"))
-            .unwrap();
-        let config = NodeConfig::new(nodes, Pnn(0), 4379, tunables).unwrap();
-        let mut h = Harness {
-            node: Node::new(config, 7, at_ms(0)),
-            now: at_ms(0),
-            conns: (0..=PEERS).map(|p| ConnId(100 + p as u64)).collect(),
-            streams: (0..=PEERS).map(|_| Vec::with_capacity(256)).collect(),
-            out: Vec::with_capacity(256),
-            sent: 0,
-            actions: 0,
-        };
-        h.drain();
-        for p in 1..=PEERS {
-            h.handle(Event::Connected { peer: Pnn(p) });
-            h.handle(Event::Accepted {
-                conn: h.conns[p as usize],
-                addr: peer_addr(p),
-            });
-            let mut hello = Vec::new();
-            let m = Message::Hello(Hello {
-                incarnation: p as u64,
-                flags: NodeFlags::empty(),
-                capabilities: 0,
-            });
-            frame(p, m, &mut hello);
-            h.handle(Event::Frame {
-                link: Link::In(h.conns[p as usize]),
-                bytes: &hello,
-            });
-        }
-        for p in 1..=PEERS {
-            assert_eq!(h.node.flags_of(Pnn(p)), NodeFlags::empty(), "peer {p}");
-        }
-        h
-    }
-
-    fn handle(&mut self, event: Event<'_>) {
-        self.node.handle(self.now, event).unwrap();
-        self.drain();
-    }
-
-    /// The shell's drain: transmits encoded into the write buffer, then actions.
-    fn drain(&mut self) {
-        while let Some(t) = self.node.poll_transmit() {
-            self.out.clear();
-            t.encode(&mut self.out);
-            self.sent += 1;
-        }
-        while let Some(a) = self.node.poll_action() {
-            self.actions += 1;
-            drop(a);
-        }
-    }
-
-    /// One keepalive interval: every peer's keepalive arrives (as a byte stream, cut into frames
-    /// the way a shell's read path does), then the tick fires at the node's deadline.
-    fn cycle(&mut self) {
-        for p in 1..=PEERS {
-            let s = &mut self.streams[p as usize];
-            s.clear();
-            frame(
-                p,
-                Message::Keepalive {
-                    flags: NodeFlags::empty(),
-                },
-                s,
-            );
-        }
-        self.now += std::time::Duration::from_millis(1);
-        for p in 1..=PEERS {
-            let stream = std::mem::take(&mut self.streams[p as usize]);
-            let mut at = 0;
-            while let Some(len) = wire::frame_len(&stream[at..]).unwrap() {
-                self.handle(Event::Frame {
-                    link: Link::In(self.conns[p as usize]),
-                    bytes: &stream[at..at + len],
-                });
-                at += len;
-            }
-            assert_eq!(at, stream.len());
-            self.streams[p as usize] = stream;
-        }
-        let deadline = self.node.poll_timeout().unwrap();
-        assert!(deadline > self.now);
-        self.now = deadline;
-        self.handle(Event::Timeout);
-    }
+/// Runs `intervals` keepalive intervals of a settled mesh and checks it stayed settled and
+/// quiet (no connect, close or lock request) while carrying traffic. Returns the allocations.
+fn run_steady(m: &mut Mesh, intervals: u32) -> u64 {
+    let interval = m.nodes[0].tunables().keepalive_interval;
+    let until = m.now + interval * intervals;
+    let ticks = |m: &Mesh| -> u64 { m.nodes.iter().map(|n| n.stats().keepalive_ticks).sum() };
+    let (ticks0, frames0, disturbances0) = (ticks(m), m.frames, m.disturbances);
+    let generation = m.nodes[0].generation();
+    let (n, ()) = allocations(|| m.run_until(until));
+    let (ticks, frames) = (ticks(m) - ticks0, m.frames - frames0);
+    // Every node ticked every interval and sent a keepalive to every peer each time.
+    assert!(
+        ticks >= (NODES as u64) * u64::from(intervals),
+        "{ticks} ticks"
+    );
+    assert!(frames >= ticks * (NODES as u64 - 1), "{frames} frames");
+    assert_eq!(
+        m.disturbances, disturbances0,
+        "connects, closes or lock requests"
+    );
+    assert!(m.settled(), "the cluster left its steady state");
+    assert_eq!(m.nodes[0].generation(), generation, "a recovery ran");
+    n
 }
 
 #[test]
-fn steady_state_keepalives_allocate_nothing() {
-    let mut h = Harness::connected();
+fn steady_state_cluster_allocates_nothing() {
+    let mut m = Mesh::settled_cluster(NODES, tunables());
     // Warm-up: lets every queue and buffer reach its working size.
-    for _ in 0..10 {
-        h.cycle();
-    }
-    let (sent, actions, ticks) = (h.sent, h.actions, h.node.stats().keepalive_ticks);
-    let (n, ()) = allocations(|| {
-        for _ in 0..CYCLES {
-            h.cycle();
-        }
-    });
-    // The loop really was the steady state: one keepalive out per peer per tick, every peer
-    // still connected, nothing for the shell to do.
-    assert_eq!(h.node.stats().keepalive_ticks - ticks, CYCLES);
-    assert_eq!(h.sent - sent, CYCLES * PEERS as u64);
-    assert_eq!(h.actions, actions);
-    assert!((1..=PEERS).all(|p| h.node.flags_of(Pnn(p)) == NodeFlags::empty()));
+    run_steady(&mut m, 100);
+    let frames = m.frames;
+    let n = run_steady(&mut m, INTERVALS);
     assert_eq!(
         n,
         0,
-        "{n} heap allocations in {CYCLES} keepalive intervals ({} events)",
-        CYCLES * (PEERS as u64 + 1)
+        "{n} heap allocations in {INTERVALS} keepalive intervals ({} frames)",
+        m.frames - frames
     );
 }
 
@@ -236,62 +128,33 @@ fn positive_control_counter_sees_allocations() {
     });
     assert_eq!(n, 1);
     drop(v);
-    // And it sees the core's own allocations: a control `status` builds a report and a reply.
-    let mut h = Harness::connected();
-    let (n, ()) = allocations(|| {
-        h.handle(Event::Control {
-            client: ClientId(1),
-            request: Request::Status,
-        })
+    // And it sees the core's own allocations: a control `status` builds a report.
+    let mut m = Mesh::settled_cluster(NODES, tunables());
+    let (n, _) = allocations(|| {
+        m.handle_detached(
+            0,
+            Event::Control {
+                client: ClientId(1),
+                request: Request::Status,
+            },
+        )
     });
     assert!(n >= 1, "status allocated {n} times");
 }
 
-/// A peer that stops talking is declared dead and the node asks for reconnection: the cold path
-/// runs, and the steady state returns to zero allocations once the peer is back.
+/// A connection reset is a cold path (death, reconnection, maybe a recovery); once the cluster
+/// has settled again, the steady state is back to zero allocations.
 #[test]
-fn back_to_zero_after_a_peer_reconnects() {
-    let mut h = Harness::connected();
-    h.handle(Event::Closed {
-        link: Link::Out(Pnn(3)),
-    });
-    assert!(h.node.flags_of(Pnn(3)).contains(NodeFlags::DISCONNECTED));
-    // Reconnect: the retry timer fires, our connect succeeds, the peer connects and greets.
-    let retry = h.node.poll_timeout().unwrap();
-    h.now = retry.max(h.now + std::time::Duration::from_secs(1));
-    h.node.handle(h.now, Event::Timeout).unwrap();
-    let mut connect = false;
-    while let Some(a) = h.node.poll_action() {
-        connect |= matches!(a, Action::Connect { peer: Pnn(3), .. });
+fn back_to_zero_after_a_connection_reset() {
+    let mut m = Mesh::settled_cluster(NODES, tunables());
+    m.break_link(0, 1);
+    m.step();
+    assert!(!m.settled());
+    let limit = m.now + std::time::Duration::from_secs(30);
+    while !m.settled() {
+        assert!(m.now < limit, "did not settle again");
+        m.step();
     }
-    assert!(connect);
-    h.handle(Event::Connected { peer: Pnn(3) });
-    h.handle(Event::Accepted {
-        conn: ConnId(999),
-        addr: peer_addr(3),
-    });
-    let mut hello = Vec::new();
-    let m = Message::Hello(Hello {
-        incarnation: 33,
-        flags: NodeFlags::empty(),
-        capabilities: 0,
-    });
-    frame(3, m, &mut hello);
-    h.handle(Event::Frame {
-        link: Link::In(ConnId(999)),
-        bytes: &hello,
-    });
-    assert_eq!(h.node.flags_of(Pnn(3)), NodeFlags::empty());
-    // From now on peer 3's frames come on its new connection.
-    h.conns[3] = ConnId(999);
-    for _ in 0..10 {
-        h.cycle();
-    }
-    let (n, ()) = allocations(|| {
-        for _ in 0..2_000 {
-            h.cycle();
-        }
-    });
-    assert_eq!(n, 0);
-    assert_eq!(h.node.flags_of(Pnn(3)), NodeFlags::empty());
+    run_steady(&mut m, 100);
+    assert_eq!(run_steady(&mut m, 2_000), 0);
 }

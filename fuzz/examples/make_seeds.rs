@@ -5,7 +5,9 @@
 //! built with the encoders the targets decode with, so they stay meaningful when a format
 //! changes: rerun this and commit the result.
 
-use pharos_core::wire::{self, Header, Hello, Message};
+use pharos_core::control::RecoveryMode;
+use pharos_core::types::NodeSet;
+use pharos_core::wire::{self, Header, Hello, Keepalive, Message, CAP_RECMASTER};
 use pharos_core::{Generation, NodeFlags, Pnn};
 use pharos_fuzz::{BadTail, LinkSel, NodeOp as Op, NodeSetup, StreamSpec};
 use std::fs;
@@ -33,12 +35,17 @@ fn hello() -> Message {
     Message::Hello(Hello {
         incarnation: 0x1122_3344_5566_7788,
         flags: NodeFlags::empty(),
-        capabilities: 0,
+        capabilities: CAP_RECMASTER,
+        start_stamp: 1_700_000_000_000,
     })
 }
 
 fn keepalive(flags: NodeFlags) -> Message {
-    Message::Keepalive { flags }
+    Message::Keepalive(Keepalive {
+        flags,
+        recmaster: Pnn(2),
+        recovery_mode: RecoveryMode::Normal,
+    })
 }
 
 fn encoded(m: &Message) -> Vec<u8> {
@@ -60,6 +67,19 @@ fn wire_seeds() {
     extra[..4].copy_from_slice(&len.to_le_bytes());
     write("frame_decode", "keepalive-extra", &extra);
     write("frame_decode", "truncated", &encoded(&hello())[..20]);
+    let mut vnnmap = NodeSet::new();
+    vnnmap.insert(Pnn(0));
+    vnnmap.insert(Pnn(2));
+    write(
+        "frame_decode",
+        "recovery-commit",
+        &encoded(&Message::RecoveryCommit { vnnmap }),
+    );
+    write(
+        "frame_decode",
+        "recovery-start",
+        &encoded(&Message::RecoveryStart),
+    );
 
     let frames = vec![
         (header(&hello(), 1, 0), hello(), vec![]),
@@ -71,6 +91,11 @@ fn wire_seeds() {
         (
             header(&keepalive(NodeFlags::empty()), 1, 0),
             keepalive(NodeFlags::empty()),
+            vec![],
+        ),
+        (
+            header(&Message::RecoveryAck, 1, 0),
+            Message::RecoveryAck,
             vec![],
         ),
     ];
@@ -154,17 +179,32 @@ fn program(shape: u8, ops: &[Op]) -> Vec<u8> {
     v
 }
 
-/// A well-formed frame from the link's peer to us.
-fn frame(link: LinkSel, kind: u8) -> Op {
+/// A well-formed frame from the link's peer to us, in our generation (`gen` 0) or a later one.
+/// Hellos say "capable, start stamp 1" (as node 0's setup), keepalives claim the role for their
+/// sender.
+fn frame_gen(link: LinkSel, kind: u8, gen: u8) -> Op {
     Op::Frame {
         link,
         src: 1,
         dst: 1,
+        gen,
         kind,
+        arg: if kind == 0 { 0b11 } else { 1 },
         flags: 0,
         extra: vec![],
     }
 }
+
+fn frame(link: LinkSel, kind: u8) -> Op {
+    frame_gen(link, kind, 0)
+}
+
+const HELLO: u8 = 0;
+const KEEPALIVE: u8 = 1;
+const RECOVERY_START: u8 = 2;
+const RECOVERY_ACK: u8 = 3;
+const RECOVERY_COMMIT: u8 = 4;
+const RECONFIGURED: u8 = 5;
 
 fn node_seeds() {
     use LinkSel::{Accepted, Out, Unknown};
@@ -172,12 +212,12 @@ fn node_seeds() {
     let up = vec![
         Op::Connected(1),
         Op::Accepted(1),
-        frame(Accepted(0), 0),
+        frame(Accepted(0), HELLO),
         Op::Step(50),
-        frame(Accepted(0), 1),
+        frame(Accepted(0), KEEPALIVE),
         Op::Deadline,
         Op::Step(50),
-        frame(Accepted(0), 1),
+        frame(Accepted(0), KEEPALIVE),
         Op::Deadline,
     ];
     write("node_inputs", "peer-up", &program(0, &up));
@@ -192,7 +232,7 @@ fn node_seeds() {
         Op::Deadline,
         Op::Connected(1),
         Op::Accepted(1),
-        frame(Accepted(1), 0),
+        frame(Accepted(1), HELLO),
         Op::Deadline,
     ]);
     write("node_inputs", "peer-dies", &program(0, &dies));
@@ -213,12 +253,14 @@ fn node_seeds() {
             link: Accepted(0),
             src: 8,
             dst: 1,
+            gen: 0xff,
             kind: 1,
+            arg: 0x80,
             flags: 0xffff_ffff,
             extra: vec![9; 5],
         },
-        frame(Unknown, 1),
-        frame(Out(1), 1),
+        frame(Unknown, KEEPALIVE),
+        frame(Out(1), KEEPALIVE),
         Op::Accepted(3),
         Op::Accepted(4),
         Op::Accepted(5),
@@ -227,7 +269,7 @@ fn node_seeds() {
         Op::Deadline,
         Op::Connected(1),
         Op::Accepted(1),
-        frame(Accepted(4), 0),
+        frame(Accepted(4), HELLO),
         Op::Closed(Out(1)),
         Op::ConnectFailed(2),
         Op::Connected(7),
@@ -236,7 +278,7 @@ fn node_seeds() {
     write("node_inputs", "rough", &program(4, &rough));
 
     // Every control request, and one read from the input.
-    let mut control: Vec<Op> = (0..16)
+    let mut control: Vec<Op> = (0..27)
         .map(|which| Op::Control {
             which,
             line: vec![],
@@ -251,6 +293,65 @@ fn node_seeds() {
 
     // IPv6 pair, both directions up.
     write("node_inputs", "ipv6", &program(2, &up));
+
+    // Node 2 of three (the biggest PNN: it wins the election) with both peers up: it claims
+    // the role, gets the lock, runs a recovery (both peers acknowledge) and commits.
+    let both_up = [
+        Op::Connected(0),
+        Op::Accepted(0),
+        frame(Accepted(0), HELLO),
+        Op::Connected(1),
+        Op::Accepted(1),
+        frame(Accepted(1), HELLO),
+    ];
+    let mut leader = both_up.to_vec();
+    leader.extend([
+        Op::Leap(1),
+        Op::Deadline,
+        Op::Lock(0),
+        Op::Deadline,
+        frame_gen(Accepted(0), RECOVERY_ACK, 1),
+        frame_gen(Accepted(1), RECOVERY_ACK, 1),
+        Op::Deadline,
+        Op::Deadline,
+        Op::Lock(2),
+        Op::Deadline,
+    ]);
+    let mut v = setup(0);
+    v[1] = 2;
+    for op in &leader {
+        op.write(&mut v);
+    }
+    write("node_inputs", "leader", &v);
+
+    // Node 0 follows node 2, which runs a recovery into the next generation.
+    let mut follower = both_up.to_vec();
+    let from2 = |kind, gen| Op::Frame {
+        link: Accepted(1),
+        src: 1,
+        dst: 1,
+        gen,
+        kind,
+        arg: 1,
+        flags: 0b111,
+        extra: vec![],
+    };
+    follower[0] = Op::Connected(1);
+    follower[1] = Op::Accepted(1);
+    follower[3] = Op::Connected(2);
+    follower[4] = Op::Accepted(2);
+    follower.extend([
+        from2(KEEPALIVE, 0),
+        frame(Accepted(0), KEEPALIVE),
+        Op::Deadline,
+        from2(RECOVERY_START, 1),
+        from2(RECOVERY_COMMIT, 1),
+        from2(RECONFIGURED, 1),
+        from2(KEEPALIVE, 0),
+        Op::Deadline,
+        Op::Deadline,
+    ]);
+    write("node_inputs", "follower", &program(0, &follower));
 }
 
 fn main() {

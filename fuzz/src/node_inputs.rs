@@ -2,8 +2,10 @@
 //!
 //! The fuzzer's bytes are a program: a [`Setup`] (cluster shape, local PNN, tunables), then
 //! [`Op`]s: time steps (monotonic), timeouts at the node's deadline, connect results, accepted
-//! connections from configured and unknown addresses, valid, weird and garbage frames on current,
-//! stale and unknown links, stream errors, closes, and control requests.
+//! connections from configured and unknown addresses, frames of every kind (with current, old
+//! and future generations, claims to be recovery master, recovery steps) and weird and garbage
+//! frames on current, stale and unknown links, stream errors, closes, cluster-lock results
+//! (asked for or not), and control requests (admin commands and tunables included).
 //!
 //! After every input the harness drains the node as a shell does and checks:
 //! - `handle` fails only for misuse it was actually given (an unknown peer), and then changes
@@ -18,17 +20,21 @@
 //! - exactly one `Reply`, to the right client, per control request, and none otherwise;
 //! - a peer the node reports connected has, in the shell's books, an established outgoing
 //!   connection and an open accepted connection from its address;
-//! - flags of self, deleted and unknown slots are what they must be; quorum agrees with the
-//!   flags; `status` agrees with `flags_of`; the counters never go down.
+//! - flags of self, deleted and unknown slots are what they must be; quorum needs a majority of
+//!   connected nodes (or TwoNode and the lock); losing quorum releases the public addresses;
+//! - the node holds the cluster lock only if the lock service granted it and did not take it
+//!   back; it acts as recovery master only while recmaster, quorate and holding the lock;
+//! - `status` agrees with the accessors; the generation and the counters never go down.
 
 use crate::Reader;
 use pharos_core::config::{NodesFile, Tunables};
-use pharos_core::control::{Request, Response};
+use pharos_core::control::{RecoveryMode, Request, Response};
 use pharos_core::node::Stats;
-use pharos_core::wire::{self, Header, Hello, Message};
+use pharos_core::types::NodeSet;
+use pharos_core::wire::{self, Header, Hello, Keepalive, Message, CAP_RECMASTER};
 use pharos_core::{
-    quorum, Action, ClientId, ConnId, Error, Event, Generation, Instant, Link, Node, NodeConfig,
-    NodeFlags, Pnn,
+    quorum, Action, ClientId, ConnId, Error, Event, Generation, Instant, Link, LockResult, Node,
+    NodeConfig, NodeFlags, Pnn,
 };
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -63,6 +69,17 @@ const REQUESTS: &[&str] = &[
     "setvar ReconnectInterval 10ms",
     "setvar NoIPHostOnAllDisabled 1",
     "setvar KeepaliveLimit 0",
+    "setvar TwoNode 1",
+    "setvar WaitForAll 1",
+    "setvar ElectionTimeout 10ms",
+    "setvar RecoverInterval 10ms",
+    "setvar RecoverTimeout 10ms",
+    "disable",
+    "enable",
+    "stop",
+    "continue",
+    "ban 1",
+    "unban",
 ];
 
 /// The node's configuration, from the first bytes of the input.
@@ -80,7 +97,7 @@ pub struct Setup {
     pub connect_timeout: u8,
     /// ReconnectInterval in units of 10 ms, plus one.
     pub reconnect: u8,
-    /// The node's random seed.
+    /// The node's random seed; bit 7 set: not recovery-master capable; bits 0-6: start stamp.
     pub seed: u8,
 }
 
@@ -121,9 +138,14 @@ pub enum Op {
         src: u8,
         /// Destination selector.
         dst: u8,
-        /// Hello (even) or keepalive (odd).
+        /// Header generation: the node's own plus this (signed) offset.
+        gen: u8,
+        /// Message kind (modulo 6: hello, keepalive, recovery start, ack, commit, reconfigured).
         kind: u8,
-        /// Flags carried.
+        /// Hello: bit 0 capable, bits 1-7 start stamp. Keepalive: bits 0-1 recmaster (0 none,
+        /// 1 the sender, else slot `bits 2-6`), bit 7 recovery mode active.
+        arg: u8,
+        /// Flags carried (hello, keepalive); the vnnmap's first 32 bits (commit).
         flags: u32,
         /// Payload bytes past the message.
         extra: Vec<u8>,
@@ -155,9 +177,11 @@ pub enum Op {
         /// Used past the end of the list.
         line: Vec<u8>,
     },
+    /// `Event::Lock`: granted, contended, lost or failed (modulo 4), asked for or not.
+    Lock(u8),
 }
 
-const OPS: u8 = 12;
+const OPS: u8 = 13;
 
 impl Setup {
     fn read(r: &mut Reader<'_>) -> Self {
@@ -216,13 +240,16 @@ impl Op {
             5 => Op::Accepted(r.u8()),
             6 => {
                 let link = LinkSel::read(r);
-                let (src, dst, kind, flags) = (r.u8(), r.u8(), r.u8(), r.u32());
+                let (src, dst, gen, kind, arg) = (r.u8(), r.u8(), r.u8(), r.u8(), r.u8());
+                let flags = r.u32();
                 let n = (r.u8() % 8) as usize;
                 Op::Frame {
                     link,
                     src,
                     dst,
+                    gen,
                     kind,
+                    arg,
                     flags,
                     extra: r.take(n).to_vec(),
                 }
@@ -242,6 +269,7 @@ impl Op {
             },
             9 => Op::BadStream(LinkSel::read(r)),
             10 => Op::Closed(LinkSel::read(r)),
+            12 => Op::Lock(r.u8()),
             _ => {
                 let which = r.u8();
                 let line = if which as usize >= REQUESTS.len() {
@@ -268,13 +296,15 @@ impl Op {
                 link,
                 src,
                 dst,
+                gen,
                 kind,
+                arg,
                 flags,
                 extra,
             } => {
                 out.push(6);
                 link.write(out);
-                out.extend_from_slice(&[*src, *dst, *kind]);
+                out.extend_from_slice(&[*src, *dst, *gen, *kind, *arg]);
                 out.extend_from_slice(&flags.to_le_bytes());
                 out.push(extra.len() as u8);
                 out.extend_from_slice(extra);
@@ -305,6 +335,7 @@ impl Op {
                     out.extend_from_slice(line);
                 }
             }
+            Op::Lock(r) => out.extend_from_slice(&[12, *r]),
         }
     }
 }
@@ -331,6 +362,13 @@ struct Shell {
     next_conn: u64,
     next_client: u64,
     stats: Stats,
+    generation: Generation,
+    /// The lock service granted the lock, and neither took it back nor saw it released since.
+    lock_granted: bool,
+    /// Quorum as of the last check.
+    quorate: bool,
+    /// The last drain held a `ReleaseAllIps`.
+    released_ips: bool,
 }
 
 fn slot_addr_v6_mapped(a: IpAddr) -> IpAddr {
@@ -367,10 +405,14 @@ impl Shell {
             .unwrap();
         t.set("ConnectTimeout", &ms(s.connect_timeout)).unwrap();
         t.set("ReconnectInterval", &ms(s.reconnect)).unwrap();
-        let config = NodeConfig::new(nodes.clone(), pnn, PORT, t).unwrap();
+        let config = NodeConfig::new(nodes.clone(), pnn, PORT, t)
+            .unwrap()
+            .with_recmaster_capable(s.seed & 0x80 == 0)
+            .with_start_stamp(u64::from(s.seed & 0x7f));
         let now = Instant::from_nanos(1_000_000_000);
         let node = Node::new(config, s.seed as u64, now);
         let stats = *node.stats();
+        let generation = node.generation();
         let mut shell = Shell {
             node,
             nodes,
@@ -382,6 +424,10 @@ impl Shell {
             next_conn: 1,
             next_client: 1,
             stats,
+            generation,
+            lock_granted: false,
+            quorate: false,
+            released_ips: false,
         };
         shell.drain(None);
         shell
@@ -422,12 +468,19 @@ impl Shell {
         Pnn(b as u32 % (self.slots() as u32 + 1))
     }
 
-    fn frame(&self, src: Pnn, dst: Pnn, message: Message, extra: &[u8]) -> Vec<u8> {
+    fn frame(
+        &self,
+        src: Pnn,
+        dst: Pnn,
+        generation: Generation,
+        message: Message,
+        extra: &[u8],
+    ) -> Vec<u8> {
         let header = Header {
             op: message.op(),
             src,
             dst,
-            generation: Generation(1),
+            generation,
             request_id: 0,
         };
         let mut v = Vec::new();
@@ -494,7 +547,9 @@ impl Shell {
                 link,
                 src,
                 dst,
+                gen,
                 kind,
+                arg,
                 flags,
                 extra,
             } => {
@@ -509,18 +564,36 @@ impl Shell {
                 } else {
                     self.pnn
                 };
-                let message = if kind & 1 == 0 {
-                    Message::Hello(Hello {
-                        incarnation: kind as u64,
+                let message = match kind % 6 {
+                    0 => Message::Hello(Hello {
+                        incarnation: u64::from(kind),
                         flags: NodeFlags(flags),
-                        capabilities: 0,
-                    })
-                } else {
-                    Message::Keepalive {
+                        capabilities: if arg & 1 == 1 { CAP_RECMASTER } else { 0 },
+                        start_stamp: u64::from(arg >> 1),
+                    }),
+                    1 => Message::Keepalive(Keepalive {
                         flags: NodeFlags(flags),
-                    }
+                        recmaster: match arg & 3 {
+                            0 => Pnn::NONE,
+                            1 => src,
+                            _ => self.slot_pnn((arg >> 2) & 0x1f),
+                        },
+                        recovery_mode: if arg & 0x80 == 0 {
+                            RecoveryMode::Normal
+                        } else {
+                            RecoveryMode::Active
+                        },
+                    }),
+                    2 => Message::RecoveryStart,
+                    3 => Message::RecoveryAck,
+                    4 => Message::RecoveryCommit {
+                        vnnmap: NodeSet::from_bytes(&flags.to_le_bytes()),
+                    },
+                    _ => Message::Reconfigured,
                 };
-                let bytes = self.frame(src, dst, message, &extra);
+                let generation = i64::from(self.node.generation().0) + i64::from(gen as i8);
+                let generation = Generation(generation.clamp(0, u32::MAX.into()) as u32);
+                let bytes = self.frame(src, dst, generation, message, &extra);
                 self.handle(Event::Frame {
                     link,
                     bytes: &bytes,
@@ -537,10 +610,13 @@ impl Shell {
             }
             Op::Mutated { link, at, xor } => {
                 let link = self.link(link);
-                let m = Message::Keepalive {
+                let m = Message::Keepalive(Keepalive {
                     flags: NodeFlags::empty(),
-                };
-                let mut bytes = self.frame(self.link_peer(link), self.pnn, m, &[]);
+                    recmaster: Pnn::NONE,
+                    recovery_mode: RecoveryMode::Normal,
+                });
+                let generation = self.node.generation();
+                let mut bytes = self.frame(self.link_peer(link), self.pnn, generation, m, &[]);
                 let i = at as usize % bytes.len();
                 bytes[i] ^= xor;
                 self.handle(Event::Frame {
@@ -573,6 +649,20 @@ impl Shell {
                     }
                 }
                 Event::Closed { link }
+            }
+            Op::Lock(r) => {
+                let result = match r % 4 {
+                    0 => LockResult::Granted,
+                    1 => LockResult::Contended,
+                    2 => LockResult::Lost,
+                    _ => LockResult::Failed,
+                };
+                match result {
+                    LockResult::Granted => self.lock_granted = true,
+                    LockResult::Lost => self.lock_granted = false,
+                    LockResult::Contended | LockResult::Failed => {}
+                }
+                Event::Lock(result)
             }
             Op::Control { which, line } => {
                 let request = match REQUESTS.get(which as usize) {
@@ -635,8 +725,12 @@ impl Shell {
             sent_to.push(t.peer);
         }
         let mut replies = 0;
+        self.released_ips = false;
         while let Some(a) = self.node.poll_action() {
             match a {
+                Action::AcquireLock => {}
+                Action::ReleaseLock => self.lock_granted = false,
+                Action::ReleaseAllIps => self.released_ips = true,
                 Action::Connect { peer, addr, local } => {
                     assert!(self.is_remote(peer), "connect to {peer}");
                     assert_eq!(
@@ -722,11 +816,43 @@ impl Shell {
             .node
             .flags_of(self.pnn)
             .contains(NodeFlags::DISCONNECTED));
-        assert_eq!(self.node.quorate(), quorum::has_majority(votes, expected));
+
+        let node = &self.node;
+        let quorate = node.quorate();
+        let majority = quorum::has_majority(votes, expected);
+        let tunables = node.tunables();
+        let two_node_alone = tunables.two_node && expected == 2 && votes == 1;
+        assert!(
+            !quorate || majority || (two_node_alone && node.holds_lock()),
+            "quorate with {votes} of {expected} votes"
+        );
+        if majority && !tunables.wait_for_all {
+            assert!(quorate, "{votes} of {expected} votes but not quorate");
+        }
+        if self.quorate && !quorate {
+            assert!(
+                self.released_ips,
+                "quorum lost without releasing the addresses"
+            );
+        }
+        self.quorate = quorate;
+        assert!(
+            !node.holds_lock() || self.lock_granted,
+            "holds a lock the service did not grant, or took back"
+        );
+        if node.is_acting_recmaster() {
+            assert!(node.recmaster() == self.pnn && quorate && node.holds_lock());
+        }
+        assert!(node.generation() >= self.generation, "generation went back");
+        self.generation = node.generation();
 
         let status = self.node.status();
         assert_eq!(status.nodes.len(), n);
-        assert_eq!(status.quorate, self.node.quorate());
+        assert_eq!(status.quorate, quorate);
+        assert_eq!(status.holds_lock, self.node.holds_lock());
+        assert_eq!(status.recmaster, self.node.recmaster());
+        assert_eq!(status.generation, self.generation);
+        assert_eq!(status.recovery_mode, self.node.recovery_mode());
         for (i, s) in status.nodes.iter().enumerate() {
             assert_eq!(s.pnn, Pnn(i as u32));
             assert_eq!(s.flags, self.node.flags_of(s.pnn));
@@ -743,6 +869,10 @@ impl Shell {
             (a.refused_connections, b.refused_connections),
             (a.bad_streams, b.bad_streams),
             (a.keepalive_ticks, b.keepalive_ticks),
+            (a.stale_generation, b.stale_generation),
+            (a.elections_won, b.elections_won),
+            (a.recoveries, b.recoveries),
+            (a.takeover_runs, b.takeover_runs),
         ] {
             assert!(is >= was, "a counter went down");
         }

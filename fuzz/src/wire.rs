@@ -1,10 +1,65 @@
 //! The frame codec: single frames and TCP-style byte streams.
 
 use crate::Reader;
+use pharos_core::control::RecoveryMode;
+use pharos_core::types::NodeSet;
 use pharos_core::wire::{
-    self, Header, Hello, Message, WireError, HEADER_LEN, MAGIC, MAX_FRAME_LEN,
+    self, Header, Hello, Keepalive, Message, WireError, HEADER_LEN, MAGIC, MAX_FRAME_LEN,
 };
 use pharos_core::{Generation, NodeFlags, Pnn};
+
+/// Reads a message of any kind: a kind byte, then that kind's fields.
+pub fn read_message(r: &mut Reader<'_>) -> Message {
+    match r.u8() % 6 {
+        0 => Message::Hello(Hello {
+            incarnation: r.u64(),
+            flags: NodeFlags(r.u32()),
+            capabilities: r.u32(),
+            start_stamp: r.u64(),
+        }),
+        1 => Message::Keepalive(Keepalive {
+            flags: NodeFlags(r.u32()),
+            recmaster: Pnn(r.u32()),
+            recovery_mode: if r.u8() & 1 == 0 {
+                RecoveryMode::Normal
+            } else {
+                RecoveryMode::Active
+            },
+        }),
+        2 => Message::RecoveryStart,
+        3 => Message::RecoveryAck,
+        4 => Message::RecoveryCommit {
+            vnnmap: NodeSet::from_bytes(r.take(NodeSet::BYTES)),
+        },
+        _ => Message::Reconfigured,
+    }
+}
+
+/// Appends the bytes [`read_message`] reads back as `m`.
+pub fn write_message(m: &Message, out: &mut Vec<u8>) {
+    match m {
+        Message::Hello(h) => {
+            out.push(0);
+            out.extend_from_slice(&h.incarnation.to_le_bytes());
+            out.extend_from_slice(&h.flags.0.to_le_bytes());
+            out.extend_from_slice(&h.capabilities.to_le_bytes());
+            out.extend_from_slice(&h.start_stamp.to_le_bytes());
+        }
+        Message::Keepalive(k) => {
+            out.push(1);
+            out.extend_from_slice(&k.flags.0.to_le_bytes());
+            out.extend_from_slice(&k.recmaster.0.to_le_bytes());
+            out.push(u8::from(k.recovery_mode == RecoveryMode::Active));
+        }
+        Message::RecoveryStart => out.push(2),
+        Message::RecoveryAck => out.push(3),
+        Message::RecoveryCommit { vnnmap } => {
+            out.push(4);
+            out.extend_from_slice(vnnmap.as_bytes());
+        }
+        Message::Reconfigured => out.push(5),
+    }
+}
 
 /// `frame_decode`: arbitrary bytes as one frame.
 ///
@@ -64,19 +119,8 @@ impl StreamSpec {
         let n = r.u8() % (MAX_FRAMES + 1);
         let mut frames = Vec::new();
         for _ in 0..n {
-            let kind = r.u8();
             let header_fields = (r.u32(), r.u32(), r.u32(), r.u32());
-            let message = if kind & 1 == 0 {
-                Message::Hello(Hello {
-                    incarnation: r.u64(),
-                    flags: NodeFlags(r.u32()),
-                    capabilities: r.u32(),
-                })
-            } else {
-                Message::Keepalive {
-                    flags: NodeFlags(r.u32()),
-                }
-            };
+            let message = read_message(r);
             let header = Header {
                 op: message.op(),
                 src: Pnn(header_fields.0),
@@ -107,21 +151,10 @@ impl StreamSpec {
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut out = vec![self.frames.len() as u8];
         for (h, m, extra) in &self.frames {
-            out.push(match m {
-                Message::Hello(_) => 0,
-                Message::Keepalive { .. } => 1,
-            });
             for v in [h.src.0, h.dst.0, h.generation.0, h.request_id] {
                 out.extend_from_slice(&v.to_le_bytes());
             }
-            match m {
-                Message::Hello(hello) => {
-                    out.extend_from_slice(&hello.incarnation.to_le_bytes());
-                    out.extend_from_slice(&hello.flags.0.to_le_bytes());
-                    out.extend_from_slice(&hello.capabilities.to_le_bytes());
-                }
-                Message::Keepalive { flags } => out.extend_from_slice(&flags.0.to_le_bytes()),
-            }
+            write_message(m, &mut out);
             out.push(extra.len() as u8);
             out.extend_from_slice(extra);
         }

@@ -7,9 +7,9 @@ mod nodes;
 pub mod public_addresses;
 mod tunables;
 
-pub use nodes::{NodeEntry, NodesFile};
+pub use nodes::{NodeEntry, NodesFile, MAX_NODES};
 pub use public_addresses::{PublicAddress, PublicAddresses};
-pub use tunables::{parse_duration, TunableKind, TunableValue, Tunables, TUNABLES};
+pub use tunables::{parse_duration, TunableDef, TunableKind, TunableValue, Tunables, TUNABLES};
 
 use alloc::string::String;
 use core::fmt;

@@ -155,6 +155,8 @@ tunables! {
     rerecovery_timeout: Duration = "RerecoveryTimeout", default Duration::from_secs(10), range 0, HOUR;
     /// How long a node stays banned after repeated recovery failures.
     recovery_ban_period: Duration = "RecoveryBanPeriod", default Duration::from_secs(300), range 0, 24 * HOUR;
+        /// Window in which repeated lock failures count towards a ban.
+    recovery_grace_period: Duration = "RecoveryGracePeriod", default Duration::from_secs(120), range 0, 24 * HOUR;
     /// Whether repeated failures may ban a node.
     enable_bans: Bool = "EnableBans", default true, range 0, 1;
     /// Bound on releasing or taking public addresses in a takeover run.
@@ -169,6 +171,11 @@ tunables! {
     no_ip_takeover: Bool = "NoIPTakeover", default false, range 0, 1;
     /// Public-IP allocation: 0 deterministic, 1 nondeterministic, 2 LCP2.
     ip_alloc_algorithm: Count = "IPAllocAlgorithm", default 2, range 0, 2;
+    /// votequorum's two_node: a 2-node cluster is quorate with one node while it holds the
+    /// cluster lock.
+    two_node: Bool = "TwoNode", default false, range 0, 1;
+    /// votequorum's wait_for_all: after start, not quorate until every node was seen once.
+    wait_for_all: Bool = "WaitForAll", default false, range 0, 1;
     /// Obsolete in current CTDB; accepted and ignored.
     no_ip_host_on_all_disabled: Bool = "NoIPHostOnAllDisabled", default false, range 0, 1, obsolete;
 }

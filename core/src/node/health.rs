@@ -16,7 +16,7 @@ impl Node {
             self.next_keepalive = self.now + interval;
         }
         let limit = self.tunables.keepalive_limit;
-        let flags = self.own_flags;
+        let view = Message::Keepalive(self.view());
         for i in 0..self.peers.len() {
             let peer = Pnn(i as u32);
             if !self.is_remote(peer) {
@@ -40,7 +40,7 @@ impl Node {
                 }
             }
             if self.peers[i].out == OutState::Up {
-                self.send(peer, Message::Keepalive { flags });
+                self.send(peer, view);
             }
         }
     }

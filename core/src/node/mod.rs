@@ -15,22 +15,27 @@
 //! The steady-state path (a keepalive frame in, keepalive ticks, keepalives out) allocates
 //! nothing once the queues have reached their working size.
 
+mod election;
 mod health;
+mod recovery;
 mod transport;
 
 use crate::config::{ConfigError, NodesFile, Tunables};
-use crate::control::{self, NodeStatus, RecoveryMode, Request, Response, StatusReport};
+use crate::control::{
+    self, AdminCommand, NodeStatus, RecoveryMode, Request, Response, StatusReport,
+};
 use crate::error::Error;
 use crate::quorum;
 use crate::rng::Rng;
 use crate::time::Instant;
-use crate::types::{ClientId, ConnId, Generation, Link, NodeFlags, Pnn};
-use crate::wire::{self, Header, Message};
+use crate::types::{ClientId, ConnId, Generation, Link, NodeFlags, NodeSet, Pnn};
+use crate::wire::{self, Header, Keepalive, Message};
 use alloc::collections::VecDeque;
 use alloc::format;
 use alloc::vec::Vec;
 use core::net::{IpAddr, Ipv4Addr, SocketAddr};
 
+pub use recovery::Recovery;
 pub use transport::OutState;
 
 /// A validated node configuration.
@@ -40,6 +45,8 @@ pub struct NodeConfig {
     pnn: Pnn,
     port: u16,
     tunables: Tunables,
+    start_stamp: u64,
+    recmaster_capable: bool,
 }
 
 impl NodeConfig {
@@ -61,7 +68,22 @@ impl NodeConfig {
             pnn,
             port,
             tunables,
+            start_stamp: 0,
+            recmaster_capable: true,
         })
+    }
+
+    /// When this node started, on a scale all nodes share (shells use milliseconds since the
+    /// Unix epoch, like CTDB's election "priority time"). The election prefers the earliest.
+    pub fn with_start_stamp(mut self, stamp: u64) -> Self {
+        self.start_stamp = stamp;
+        self
+    }
+
+    /// Whether this node may become recovery master (CTDB's `--no-recmaster` when false).
+    pub fn with_recmaster_capable(mut self, capable: bool) -> Self {
+        self.recmaster_capable = capable;
+        self
     }
 
     /// The nodes file.
@@ -114,6 +136,8 @@ pub enum Event<'a> {
         /// The link.
         link: Link,
     },
+    /// The cluster lock service answered an [`Action::AcquireLock`], or lost a held lock.
+    Lock(LockResult),
     /// A control-socket request; the answer comes as [`Action::Reply`].
     Control {
         /// The shell's name for the client.
@@ -142,6 +166,13 @@ pub enum Action {
         /// The link.
         link: Link,
     },
+    /// Take the cluster lock (fcntl lock file, etcd lease); answer with [`Event::Lock`]. While
+    /// held, report [`LockResult::Lost`] if the lock service takes it away.
+    AcquireLock,
+    /// Give the cluster lock up (no answer expected).
+    ReleaseLock,
+    /// Release every public IP this node hosts, at once (quorum lost, node banned or stopped).
+    ReleaseAllIps,
     /// Send this response to a control client.
     Reply {
         /// The client.
@@ -149,6 +180,19 @@ pub enum Action {
         /// The answer.
         response: Response,
     },
+}
+
+/// What the cluster lock service says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LockResult {
+    /// The lock is ours until we release it or report it lost.
+    Granted,
+    /// Someone else holds it.
+    Contended,
+    /// We held it and no longer do (lease expired, lock file gone, service unreachable).
+    Lost,
+    /// The service could not be asked (I/O error, timeout).
+    Failed,
 }
 
 /// One frame to send on the outgoing connection to `peer`. Encode it into the connection's
@@ -192,6 +236,14 @@ pub struct Stats {
     pub bad_streams: u64,
     /// Keepalive ticks (for observability).
     pub keepalive_ticks: u64,
+    /// Generation-scoped frames refused because their generation is older than ours.
+    pub stale_generation: u64,
+    /// Times this node became recovery master.
+    pub elections_won: u64,
+    /// Recoveries this node completed as recovery master.
+    pub recoveries: u64,
+    /// Takeover runs started by this node (the hook the public-IP takeover fills in).
+    pub takeover_runs: u64,
 }
 
 /// One row of the node table: what this node knows of every slot.
@@ -203,6 +255,8 @@ struct Peer {
     incoming: Option<ConnId>,
     /// A Hello arrived on the current incoming connection.
     hello: bool,
+    /// A failed connect was retried at once for the current incoming connection.
+    fast_retried: bool,
     /// Both directions are up and the peer said Hello: not DISCONNECTED.
     connected: bool,
     /// Frames received since the last keepalive tick.
@@ -212,6 +266,28 @@ struct Peer {
     /// The administrative flags the peer last told us.
     flags: NodeFlags,
     incarnation: u64,
+    /// From its Hello.
+    start_stamp: u64,
+    /// From its Hello: may be recovery master.
+    capable: bool,
+    /// What its last keepalive said.
+    reported_recmaster: Pnn,
+    reported_mode: RecoveryMode,
+    /// The generation in its last frame's header.
+    generation: Generation,
+    /// Connected at least once since we started (wait_for_all).
+    ever_connected: bool,
+}
+
+/// Where this node stands with the cluster lock.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum LockState {
+    /// Not held, not asked for.
+    Free,
+    /// Asked for, no answer yet.
+    Pending,
+    /// Held.
+    Held,
 }
 
 /// A pharos cluster node, without I/O. See the module documentation for the contract.
@@ -226,6 +302,33 @@ pub struct Node {
     /// Our own administrative flags.
     own_flags: NodeFlags,
     generation: Generation,
+    recovery_mode: RecoveryMode,
+    /// When recovery mode last became ACTIVE (a follower leaves it after RecoverTimeout).
+    recovery_mode_since: Instant,
+    /// Who put this node in recovery mode.
+    recovery_mode_by: Pnn,
+    /// The active nodes of the current generation.
+    vnnmap: NodeSet,
+    start_stamp: u64,
+    recmaster_capable: bool,
+    recmaster: Pnn,
+    lock: LockState,
+    /// Lock failures (Failed or Lost) since `lock_failures_since`; three within
+    /// RecoveryGracePeriod ban this node.
+    lock_failures: u32,
+    lock_failures_since: Instant,
+    lock_retry_at: Option<Instant>,
+    /// While no recmaster is agreed: when to claim (or look again).
+    election_until: Option<Instant>,
+    /// The recmaster's monitor loop.
+    monitor_at: Option<Instant>,
+    /// The first monitor run after winning always recovers (CTDB does the same).
+    need_recovery: bool,
+    /// A recovery this node runs as recovery master.
+    recovery: Option<Recovery>,
+    rerecovery_until: Instant,
+    ban_until: Option<Instant>,
+    was_quorate: bool,
     peers: Vec<Peer>,
     transmits: VecDeque<Transmit>,
     actions: VecDeque<Action>,
@@ -242,6 +345,8 @@ impl Node {
             pnn,
             port,
             tunables,
+            start_stamp,
+            recmaster_capable,
         } = config;
         let peers = nodes
             .entries()
@@ -251,11 +356,18 @@ impl Node {
                 out: OutState::Idle,
                 incoming: None,
                 hello: false,
+                fast_retried: false,
                 connected: e.pnn == pnn,
                 rx_count: 0,
                 silent_intervals: 0,
                 flags: NodeFlags::empty(),
                 incarnation: 0,
+                start_stamp: u64::MAX,
+                capable: false,
+                reported_recmaster: Pnn::NONE,
+                reported_mode: RecoveryMode::Normal,
+                generation: Generation(0),
+                ever_connected: e.pnn == pnn,
             })
             .collect();
         let n = nodes.len();
@@ -267,6 +379,24 @@ impl Node {
             incarnation: rng.next_u64(),
             own_flags: NodeFlags::empty(),
             generation: Generation(1),
+            recovery_mode: RecoveryMode::Normal,
+            recovery_mode_since: now,
+            recovery_mode_by: Pnn::NONE,
+            vnnmap: NodeSet::new(),
+            start_stamp,
+            recmaster_capable,
+            recmaster: Pnn::NONE,
+            lock: LockState::Free,
+            lock_failures: 0,
+            lock_failures_since: now,
+            lock_retry_at: None,
+            election_until: Some(now + tunables.election_timeout),
+            monitor_at: None,
+            need_recovery: false,
+            recovery: None,
+            rerecovery_until: now,
+            ban_until: None,
+            was_quorate: false,
             peers,
             // Room for a few frames per peer per event: the steady state never grows these.
             transmits: VecDeque::with_capacity(4 * n + 8),
@@ -305,12 +435,14 @@ impl Node {
             Event::Frame { link, bytes } => self.on_frame(link, bytes),
             Event::BadStream { link } => self.on_bad_stream(link),
             Event::Closed { link } => self.on_closed(link),
+            Event::Lock(result) => self.on_lock(result),
             Event::Control { client, request } => {
                 let response = self.control(&request);
                 self.actions.push_back(Action::Reply { client, response });
             }
         }
         self.run_timers();
+        self.reconcile();
         Ok(())
     }
 
@@ -333,12 +465,49 @@ impl Node {
                 t = t.min(d);
             }
         }
+        let timers = [
+            self.election_until,
+            self.lock_retry_at,
+            self.monitor_at,
+            self.ban_until,
+            self.recovery.as_ref().map(|r| r.deadline),
+            self.follower_recovery_deadline(),
+        ];
+        for d in timers.into_iter().flatten() {
+            t = t.min(d);
+        }
         Some(t)
     }
 
     /// This node's PNN.
     pub fn pnn(&self) -> Pnn {
         self.pnn
+    }
+
+    /// The recovery master this node follows, [`Pnn::NONE`] while none is agreed.
+    pub fn recmaster(&self) -> Pnn {
+        self.recmaster
+    }
+
+    /// Whether this node acts as recovery master: it is the recmaster, quorate, and holds the
+    /// cluster lock (or runs without one). Only an acting recmaster runs recoveries.
+    pub fn is_acting_recmaster(&self) -> bool {
+        self.recmaster == self.pnn && self.quorate() && self.lock == LockState::Held
+    }
+
+    /// Whether this node holds the cluster lock.
+    pub fn holds_lock(&self) -> bool {
+        self.lock == LockState::Held
+    }
+
+    /// The current generation.
+    pub fn generation(&self) -> Generation {
+        self.generation
+    }
+
+    /// The current recovery mode.
+    pub fn recovery_mode(&self) -> RecoveryMode {
+        self.recovery_mode
     }
 
     /// The nodes file the node runs with.
@@ -372,15 +541,44 @@ impl Node {
         f
     }
 
-    /// Whether this node's partition holds a majority of the non-deleted nodes.
+    /// Whether this node's partition has quorum (votequorum rules: one vote per non-deleted
+    /// node, a strict majority; `TwoNode`: one of two while holding the cluster lock;
+    /// `WaitForAll`: never before every node has been seen once).
     pub fn quorate(&self) -> bool {
-        let expected = self.peers.iter().filter(|p| p.address.is_some()).count();
-        let votes = self
-            .peers
-            .iter()
-            .filter(|p| p.address.is_some() && p.connected)
-            .count();
+        let (votes, expected) = self.votes();
+        if !self.seen_all() {
+            return false;
+        }
         quorum::has_majority(votes, expected)
+            || (self.two_node_alone(votes, expected) && self.lock == LockState::Held)
+    }
+
+    /// Connected votes (self included) and expected votes.
+    fn votes(&self) -> (usize, usize) {
+        let live = self.peers.iter().filter(|p| p.address.is_some());
+        let expected = live.clone().count();
+        let votes = live.filter(|p| p.connected).count();
+        (votes, expected)
+    }
+
+    /// `WaitForAll` is satisfied (or not asked for).
+    fn seen_all(&self) -> bool {
+        !self.tunables.wait_for_all
+            || self
+                .peers
+                .iter()
+                .all(|p| p.address.is_none() || p.ever_connected)
+    }
+
+    fn two_node_alone(&self, votes: usize, expected: usize) -> bool {
+        self.tunables.two_node && expected == 2 && votes == 1
+    }
+
+    /// Whether this node could be quorate if it held the lock, so it may run for recmaster.
+    fn may_lead(&self) -> bool {
+        let (votes, expected) = self.votes();
+        self.seen_all()
+            && (quorum::has_majority(votes, expected) || self.two_node_alone(votes, expected))
     }
 
     /// The status report `pharos status` shows.
@@ -388,9 +586,10 @@ impl Node {
         StatusReport {
             pnn: self.pnn,
             generation: self.generation,
-            recmaster: Pnn::NONE,
-            recovery_mode: RecoveryMode::Normal,
+            recmaster: self.recmaster,
+            recovery_mode: self.recovery_mode,
             quorate: self.quorate(),
+            holds_lock: self.holds_lock(),
             nodes: (0..self.peers.len())
                 .map(|i| {
                     let pnn = Pnn(i as u32);
@@ -430,8 +629,12 @@ impl Node {
                 Response::Status(s)
             }
             Request::Pnn => Response::Pnn(self.pnn),
-            Request::Recmaster => Response::Recmaster(Pnn::NONE),
+            Request::Recmaster => Response::Recmaster(self.recmaster),
             Request::Ping => Response::Pong(self.pnn),
+            Request::Admin(cmd) => {
+                self.admin(*cmd);
+                Response::Done(None)
+            }
             Request::ListVars | Request::GetVar(_) | Request::SetVar(..) => {
                 Response::Error(format!("{request:?} not handled"))
             }
@@ -461,17 +664,79 @@ impl Node {
     }
 
     fn send(&mut self, peer: Pnn, message: Message) {
+        self.send_in(peer, message, self.generation);
+    }
+
+    /// Sends with an explicit header generation (recovery frames carry the new one).
+    fn send_in(&mut self, peer: Pnn, message: Message, generation: Generation) {
         self.transmits.push_back(Transmit {
             peer,
             header: Header {
                 op: message.op(),
                 src: self.pnn,
                 dst: peer,
-                generation: self.generation,
+                generation,
                 request_id: 0,
             },
             message,
         });
+    }
+
+    /// Our view, as every keepalive carries it.
+    fn view(&self) -> Keepalive {
+        Keepalive {
+            flags: self.own_flags,
+            recmaster: self.recmaster,
+            recovery_mode: self.recovery_mode,
+        }
+    }
+
+    /// Tells every peer we can write to our view at once (after a change), rather than at the
+    /// next keepalive tick.
+    fn push_view(&mut self) {
+        let view = Message::Keepalive(self.view());
+        for i in 0..self.peers.len() {
+            if self.peers[i].out == OutState::Up {
+                self.send(Pnn(i as u32), view);
+            }
+        }
+    }
+
+    fn admin(&mut self, cmd: AdminCommand) {
+        let before = self.own_flags;
+        match cmd {
+            AdminCommand::Disable => self.own_flags.set(NodeFlags::DISABLED, true),
+            AdminCommand::Enable => self.own_flags.set(NodeFlags::DISABLED, false),
+            AdminCommand::Stop => self.own_flags.set(NodeFlags::STOPPED, true),
+            AdminCommand::Continue => self.own_flags.set(NodeFlags::STOPPED, false),
+            AdminCommand::Ban(secs) => self.ban(core::time::Duration::from_secs(secs as u64)),
+            AdminCommand::Unban => {
+                self.own_flags.set(NodeFlags::BANNED, false);
+                self.ban_until = None;
+            }
+        }
+        self.flags_changed(before);
+    }
+
+    /// After our own flags changed: release addresses when we may no longer host, tell peers.
+    fn flags_changed(&mut self, before: NodeFlags) {
+        if self.own_flags == before {
+            return;
+        }
+        log::info!("node {} flags: {} -> {}", self.pnn, before, self.own_flags);
+        let no_hosting = NodeFlags::DISABLED
+            .union(NodeFlags::STOPPED)
+            .union(NodeFlags::BANNED);
+        if self.own_flags.intersects(no_hosting) && !before.intersects(no_hosting) {
+            self.actions.push_back(Action::ReleaseAllIps);
+        }
+        self.push_view();
+    }
+
+    fn ban(&mut self, period: core::time::Duration) {
+        self.own_flags.set(NodeFlags::BANNED, true);
+        self.ban_until = Some(self.now + period);
+        log::warn!("node {} banned for {} s", self.pnn, period.as_secs());
     }
 
     fn run_timers(&mut self) {
@@ -479,8 +744,20 @@ impl Node {
         if self.now >= self.next_keepalive {
             self.keepalive_tick();
         }
+        if self.ban_until.is_some_and(|t| self.now >= t) {
+            let before = self.own_flags;
+            self.ban_until = None;
+            self.own_flags.set(NodeFlags::BANNED, false);
+            log::info!("node {} ban expired", self.pnn);
+            self.flags_changed(before);
+        }
+        self.election_timers();
+        self.recovery_timers();
     }
 }
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod election_tests;

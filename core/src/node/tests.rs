@@ -4,7 +4,7 @@ use super::*;
 use crate::config::NodesFile;
 use crate::control::Request;
 use crate::testing::Net;
-use crate::wire::{Hello, Message};
+use crate::wire::{Hello, Keepalive, Message, CAP_RECMASTER};
 use alloc::string::ToString;
 use alloc::vec;
 use core::time::Duration;
@@ -75,7 +75,8 @@ fn hello(src: u32) -> Vec<u8> {
         Message::Hello(Hello {
             incarnation: 9,
             flags: NodeFlags::empty(),
-            capabilities: 0,
+            capabilities: CAP_RECMASTER,
+            start_stamp: 0,
         }),
     )
 }
@@ -84,9 +85,11 @@ fn keepalive(src: u32) -> Vec<u8> {
     frame(
         src,
         0,
-        Message::Keepalive {
+        Message::Keepalive(Keepalive {
             flags: NodeFlags::empty(),
-        },
+            recmaster: Pnn::NONE,
+            recovery_mode: RecoveryMode::Normal,
+        }),
     )
 }
 
@@ -143,9 +146,11 @@ fn connected_needs_both_directions_and_hello() {
     actions(&mut n);
     n.handle(t(1), Event::Connected { peer: Pnn(1) }).unwrap();
     let tx = transmits(&mut n);
-    assert_eq!(tx.len(), 1);
+    assert_eq!(tx.len(), 2);
     assert_eq!(tx[0].peer, Pnn(1));
-    assert!(matches!(tx[0].message(), Message::Hello(_)));
+    assert!(matches!(tx[0].message(), Message::Hello(h) if h.capabilities == CAP_RECMASTER));
+    // Followed by our view (whom we follow), without waiting for a keepalive tick.
+    assert!(matches!(tx[1].message(), Message::Keepalive(k) if k.recmaster == Pnn::NONE));
     assert!(n.flags_of(Pnn(1)).contains(NodeFlags::DISCONNECTED));
     n.handle(
         t(1),
@@ -266,12 +271,16 @@ fn eof_is_death_at_once_then_reconnect_after_delay() {
     )
     .unwrap();
     assert!(n.flags_of(Pnn(1)).contains(NodeFlags::DISCONNECTED));
-    // The other direction is closed too, and nothing is queued for the dead peer.
+    // The other direction is closed too, nothing is queued for the dead peer, and with 1 of 3
+    // votes left the node is not quorate any more: it releases its public addresses.
     assert_eq!(
         actions(&mut n),
-        vec![Action::Close {
-            link: Link::In(ConnId(11))
-        }]
+        vec![
+            Action::Close {
+                link: Link::In(ConnId(11))
+            },
+            Action::ReleaseAllIps
+        ]
     );
     assert!(transmits(&mut n).is_empty());
     // Reconnect after ReconnectInterval (1 s), not before.
@@ -301,9 +310,12 @@ fn eof_on_incoming_is_death_too() {
     assert!(n.flags_of(Pnn(1)).contains(NodeFlags::DISCONNECTED));
     assert_eq!(
         actions(&mut n),
-        vec![Action::Close {
-            link: Link::Out(Pnn(1))
-        }]
+        vec![
+            Action::Close {
+                link: Link::Out(Pnn(1))
+            },
+            Action::ReleaseAllIps
+        ]
     );
 }
 
@@ -441,7 +453,15 @@ fn admin_flags_travel_in_keepalives_but_not_connection_state() {
         t(2),
         Event::Frame {
             link: Link::In(ConnId(11)),
-            bytes: &frame(1, 0, Message::Keepalive { flags: f }),
+            bytes: &frame(
+                1,
+                0,
+                Message::Keepalive(Keepalive {
+                    flags: f,
+                    recmaster: Pnn::NONE,
+                    recovery_mode: RecoveryMode::Normal,
+                }),
+            ),
         },
     )
     .unwrap();
@@ -618,12 +638,45 @@ fn same_inputs_same_outputs() {
         net.crash(0);
         net.run_for(2000 * MS);
         (0..4)
-            .filter_map(|i| {
-                net.nodes[i]
-                    .as_ref()
-                    .map(|n| (*n.stats(), n.status()))
-            })
+            .filter_map(|i| net.nodes[i].as_ref().map(|n| (*n.stats(), n.status())))
             .collect::<Vec<_>>()
     };
     assert_eq!(run(), run());
+}
+
+#[test]
+fn failed_connect_to_a_peer_that_connected_to_us_is_retried_at_once_but_only_once() {
+    // The race of simultaneous start-up: the peer's connection is accepted while our own
+    // connect to it (made before it listened) has not yet reported its failure.
+    let mut n = node0();
+    actions(&mut n);
+    n.handle(
+        t(5),
+        Event::Accepted {
+            conn: ConnId(7),
+            addr: ip("127.0.0.2"),
+        },
+    )
+    .unwrap();
+    assert!(
+        actions(&mut n).is_empty(),
+        "our first connect is still pending"
+    );
+    n.handle(t(6), Event::ConnectFailed { peer: Pnn(1) })
+        .unwrap();
+    assert!(actions(&mut n)
+        .iter()
+        .any(|a| matches!(a, Action::Connect { peer: Pnn(1), .. })));
+    // A second failure on the same incoming connection waits for ReconnectInterval.
+    n.handle(t(7), Event::ConnectFailed { peer: Pnn(1) })
+        .unwrap();
+    assert!(actions(&mut n).is_empty());
+    n.handle(t(1006), Event::Timeout).unwrap();
+    assert!(!actions(&mut n)
+        .iter()
+        .any(|a| matches!(a, Action::Connect { peer: Pnn(1), .. })));
+    n.handle(t(1007), Event::Timeout).unwrap();
+    assert!(actions(&mut n)
+        .iter()
+        .any(|a| matches!(a, Action::Connect { peer: Pnn(1), .. })));
 }

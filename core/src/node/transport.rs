@@ -3,9 +3,10 @@
 //! at once on EOF/RST, reconnection after a delay.
 
 use super::{Action, Node};
+use crate::control::RecoveryMode;
 use crate::time::Instant;
 use crate::types::{ConnId, Link, Pnn};
-use crate::wire::{self, Hello, Message};
+use crate::wire::{self, Hello, Message, CAP_RECMASTER};
 use core::net::{IpAddr, SocketAddr};
 
 /// State of our outgoing connection to one peer.
@@ -59,19 +60,34 @@ impl Node {
         let hello = Hello {
             incarnation: self.incarnation,
             flags: self.own_flags,
-            capabilities: 0,
+            capabilities: if self.recmaster_capable {
+                CAP_RECMASTER
+            } else {
+                0
+            },
+            start_stamp: self.start_stamp,
         };
         self.send(peer, Message::Hello(hello));
+        // Our view right away: the peer learns whom we follow without waiting for a tick.
+        self.send(peer, Message::Keepalive(self.view()));
         self.update_connected(peer);
     }
 
     pub(super) fn on_connect_failed(&mut self, peer: Pnn) {
         let p = &mut self.peers[peer.index()];
-        if matches!(p.out, OutState::Connecting { .. }) {
-            p.out = OutState::Retry {
-                at: self.now + self.tunables.reconnect_interval,
-            };
+        if !matches!(p.out, OutState::Connecting { .. }) {
+            return;
         }
+        if p.incoming.is_some() && !p.fast_retried {
+            // The peer is connected to us, so it listens: this attempt raced its start-up.
+            // Try again now, once per incoming connection (no busy loop if it keeps failing).
+            p.fast_retried = true;
+            self.start_connect(peer);
+            return;
+        }
+        p.out = OutState::Retry {
+            at: self.now + self.tunables.reconnect_interval,
+        };
     }
 
     pub(super) fn on_accepted(&mut self, conn: ConnId, addr: IpAddr) {
@@ -94,6 +110,7 @@ impl Node {
             });
         }
         p.hello = false;
+        p.fast_retried = false;
         if matches!(p.out, OutState::Retry { .. }) {
             // The peer is evidently up: do not wait for the retry timer.
             self.start_connect(peer);
@@ -142,10 +159,22 @@ impl Node {
             self.stats.wrong_destination += 1;
             return;
         }
+        if header.op.generation_scoped() && header.generation < self.generation {
+            self.stats.stale_generation += 1;
+            log::debug!(
+                "dropping {:?} of generation {} from node {peer}",
+                header.op,
+                header.generation.0
+            );
+            return;
+        }
         self.stats.frames_received += 1;
         let p = &mut self.peers[peer.index()];
         // Any frame is a sign of life.
         p.rx_count = p.rx_count.saturating_add(1);
+        if !header.op.generation_scoped() {
+            p.generation = header.generation;
+        }
         match message {
             Message::Hello(h) => {
                 if link != Link::Out(peer) {
@@ -153,9 +182,21 @@ impl Node {
                 }
                 p.incarnation = h.incarnation;
                 p.flags = h.flags.0.into_admin();
+                p.start_stamp = h.start_stamp;
+                p.capable = h.capabilities & CAP_RECMASTER != 0;
                 self.update_connected(peer);
             }
-            Message::Keepalive { flags } => p.flags = flags.0.into_admin(),
+            Message::Keepalive(k) => {
+                p.flags = k.flags.0.into_admin();
+                p.reported_recmaster = k.recmaster;
+                p.reported_mode = k.recovery_mode;
+            }
+            Message::RecoveryStart => self.on_recovery_start(peer, header.generation),
+            Message::RecoveryAck => self.on_recovery_ack(peer, header.generation),
+            Message::RecoveryCommit { vnnmap } => {
+                self.on_recovery_commit(peer, header.generation, vnnmap)
+            }
+            Message::Reconfigured => {}
         }
     }
 
@@ -219,6 +260,9 @@ impl Node {
             });
         }
         p.hello = false;
+        // What it told us is stale from now on.
+        p.reported_recmaster = Pnn::NONE;
+        p.reported_mode = RecoveryMode::Normal;
         if p.connected {
             p.connected = false;
             log::info!("node {peer} ({}) is dead: {reason}", self.address(peer));
@@ -236,6 +280,7 @@ impl Node {
         p.rx_count = 0;
         p.silent_intervals = 0;
         if now_connected {
+            p.ever_connected = true;
             log::info!("node {peer} ({}) is connected", self.address(peer));
         } else {
             log::info!("node {peer} ({}) is disconnected", self.address(peer));

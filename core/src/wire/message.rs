@@ -1,7 +1,9 @@
-//! Operations and their payloads.
+//! Operations and their payloads. Every message is fixed-size and `Copy`: decoding and encoding
+//! never allocate.
 
 use super::{u32_at as read_u32, u64_at as read_u64, WireError};
-use crate::types::NodeFlags;
+use crate::control::RecoveryMode;
+use crate::types::{NodeFlags, NodeSet, Pnn};
 use alloc::vec::Vec;
 
 /// Frame operations.
@@ -10,20 +12,44 @@ use alloc::vec::Vec;
 pub enum Op {
     /// First frame on a new connection: who the sender is.
     Hello = 1,
-    /// Periodic sign of life, carrying the sender's administrative flags.
+    /// Periodic sign of life, carrying the sender's view of the cluster.
     Keepalive = 2,
+    /// The recovery master starts a recovery into the header's generation.
+    RecoveryStart = 3,
+    /// A node entered recovery mode for the header's generation.
+    RecoveryAck = 4,
+    /// The recovery master ends the recovery: new generation (header) and vnnmap.
+    RecoveryCommit = 5,
+    /// The cluster was reconfigured (after a recovery and takeover run).
+    Reconfigured = 6,
 }
 
 impl Op {
     /// The operation with this wire number.
     pub fn from_u16(v: u16) -> Option<Op> {
-        match v {
-            1 => Some(Op::Hello),
-            2 => Some(Op::Keepalive),
-            _ => None,
-        }
+        Some(match v {
+            1 => Op::Hello,
+            2 => Op::Keepalive,
+            3 => Op::RecoveryStart,
+            4 => Op::RecoveryAck,
+            5 => Op::RecoveryCommit,
+            6 => Op::Reconfigured,
+            _ => return None,
+        })
+    }
+
+    /// Whether frames of this operation belong to one generation: a frame whose header
+    /// generation is older than the receiver's is refused.
+    pub fn generation_scoped(self) -> bool {
+        matches!(
+            self,
+            Op::RecoveryStart | Op::RecoveryAck | Op::RecoveryCommit | Op::Reconfigured
+        )
     }
 }
+
+/// Capability bit: the node may become recovery master.
+pub const CAP_RECMASTER: u32 = 1;
 
 /// The payload of a [`Op::Hello`] frame.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -32,20 +58,51 @@ pub struct Hello {
     pub incarnation: u64,
     /// The sender's administrative flags.
     pub flags: NodeFlags,
-    /// Capability bits (reserved for the recovery-master capability).
+    /// Capability bits ([`CAP_RECMASTER`]).
     pub capabilities: u32,
+    /// When the sender started, on a scale every node shares (the election's "longest
+    /// running" compares these).
+    pub start_stamp: u64,
 }
 
-/// A decoded frame payload. Every variant is fixed-size: decoding and encoding never allocate.
+/// The payload of a [`Op::Keepalive`] frame: the sender's view, so that every node can check
+/// agreement without asking. A keepalive naming its own sender as recmaster is that node's
+/// claim to the role; it is pushed at once whenever the view changes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Keepalive {
+    /// The sender's administrative flags.
+    pub flags: NodeFlags,
+    /// The recovery master the sender follows ([`Pnn::NONE`] if none).
+    pub recmaster: Pnn,
+    /// The sender's recovery mode.
+    pub recovery_mode: RecoveryMode,
+}
+
+/// A decoded frame payload.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Message {
     /// See [`Hello`].
     Hello(Hello),
-    /// A keepalive with the sender's administrative flags.
-    Keepalive {
-        /// The sender's administrative flags.
-        flags: NodeFlags,
+    /// See [`Keepalive`].
+    Keepalive(Keepalive),
+    /// Enter recovery mode for the header's generation, and acknowledge.
+    RecoveryStart,
+    /// Recovery mode entered for the header's generation.
+    RecoveryAck,
+    /// Take the header's generation and this vnnmap; leave recovery mode.
+    RecoveryCommit {
+        /// The active nodes of the new generation.
+        vnnmap: NodeSet,
     },
+    /// The recovery and takeover run of the header's generation are complete.
+    Reconfigured,
+}
+
+fn mode_to_u32(m: RecoveryMode) -> u32 {
+    match m {
+        RecoveryMode::Normal => 0,
+        RecoveryMode::Active => 1,
+    }
 }
 
 impl Message {
@@ -53,31 +110,58 @@ impl Message {
     pub fn op(&self) -> Op {
         match self {
             Message::Hello(_) => Op::Hello,
-            Message::Keepalive { .. } => Op::Keepalive,
+            Message::Keepalive(_) => Op::Keepalive,
+            Message::RecoveryStart => Op::RecoveryStart,
+            Message::RecoveryAck => Op::RecoveryAck,
+            Message::RecoveryCommit { .. } => Op::RecoveryCommit,
+            Message::Reconfigured => Op::Reconfigured,
         }
     }
 
     /// Encoded payload size.
     pub fn payload_len(&self) -> usize {
         match self {
-            Message::Hello(_) => 16,
-            Message::Keepalive { .. } => 4,
+            Message::Hello(_) => 24,
+            Message::Keepalive(_) => 12,
+            Message::RecoveryStart | Message::RecoveryAck | Message::Reconfigured => 0,
+            Message::RecoveryCommit { .. } => NodeSet::BYTES,
         }
     }
 
     /// Decodes a payload. Trailing bytes are ignored, so later versions may append fields.
     pub fn decode(op: Op, p: &[u8]) -> Result<Message, WireError> {
-        match op {
-            Op::Hello if p.len() >= 16 => Ok(Message::Hello(Hello {
+        let need = match op {
+            Op::Hello => 24,
+            Op::Keepalive => 12,
+            Op::RecoveryStart | Op::RecoveryAck | Op::Reconfigured => 0,
+            Op::RecoveryCommit => NodeSet::BYTES,
+        };
+        if p.len() < need {
+            return Err(WireError::BadPayload(op));
+        }
+        Ok(match op {
+            Op::Hello => Message::Hello(Hello {
                 incarnation: read_u64(p, 0),
                 flags: NodeFlags(read_u32(p, 8)),
                 capabilities: read_u32(p, 12),
-            })),
-            Op::Keepalive if p.len() >= 4 => Ok(Message::Keepalive {
-                flags: NodeFlags(read_u32(p, 0)),
+                start_stamp: read_u64(p, 16),
             }),
-            _ => Err(WireError::BadPayload(op)),
-        }
+            Op::Keepalive => Message::Keepalive(Keepalive {
+                flags: NodeFlags(read_u32(p, 0)),
+                recmaster: Pnn(read_u32(p, 4)),
+                recovery_mode: match read_u32(p, 8) {
+                    0 => RecoveryMode::Normal,
+                    1 => RecoveryMode::Active,
+                    _ => return Err(WireError::BadPayload(op)),
+                },
+            }),
+            Op::RecoveryStart => Message::RecoveryStart,
+            Op::RecoveryAck => Message::RecoveryAck,
+            Op::RecoveryCommit => Message::RecoveryCommit {
+                vnnmap: NodeSet::from_bytes(&p[..NodeSet::BYTES]),
+            },
+            Op::Reconfigured => Message::Reconfigured,
+        })
     }
 
     pub(super) fn write_payload(&self, put: &mut dyn FnMut(&[u8])) {
@@ -86,8 +170,15 @@ impl Message {
                 put(&h.incarnation.to_le_bytes());
                 put(&h.flags.0.to_le_bytes());
                 put(&h.capabilities.to_le_bytes());
+                put(&h.start_stamp.to_le_bytes());
             }
-            Message::Keepalive { flags } => put(&flags.0.to_le_bytes()),
+            Message::Keepalive(k) => {
+                put(&k.flags.0.to_le_bytes());
+                put(&k.recmaster.0.to_le_bytes());
+                put(&mode_to_u32(k.recovery_mode).to_le_bytes());
+            }
+            Message::RecoveryStart | Message::RecoveryAck | Message::Reconfigured => {}
+            Message::RecoveryCommit { vnnmap } => put(vnnmap.as_bytes()),
         }
     }
 

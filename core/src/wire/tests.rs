@@ -1,6 +1,7 @@
 use super::*;
+use crate::control::RecoveryMode;
 use crate::rng::Rng;
-use crate::types::NodeFlags;
+use crate::types::{NodeFlags, NodeSet};
 
 fn header(op: Op) -> Header {
     Header {
@@ -12,16 +13,26 @@ fn header(op: Op) -> Header {
     }
 }
 
-fn samples() -> [Message; 2] {
+fn samples() -> [Message; 6] {
+    let mut vnnmap = NodeSet::new();
+    vnnmap.insert(Pnn(0));
+    vnnmap.insert(Pnn(255));
     [
         Message::Hello(Hello {
             incarnation: 0x0102_0304_0506_0708,
             flags: NodeFlags::DISABLED,
             capabilities: 1,
+            start_stamp: 77,
         }),
-        Message::Keepalive {
+        Message::Keepalive(Keepalive {
             flags: NodeFlags::BANNED,
-        },
+            recmaster: Pnn(3),
+            recovery_mode: RecoveryMode::Active,
+        }),
+        Message::RecoveryStart,
+        Message::RecoveryAck,
+        Message::RecoveryCommit { vnnmap },
+        Message::Reconfigured,
     ]
 }
 
@@ -33,7 +44,7 @@ fn roundtrip_vec_and_slice() {
         encode(&h, &m, &mut v);
         assert_eq!(frame_len(&v), Ok(Some(v.len())));
         assert_eq!(decode(&v), Ok((h, m)));
-        let mut buf = [0u8; 64];
+        let mut buf = [0u8; 128];
         let n = encode_to_slice(&h, &m, &mut buf).unwrap();
         assert_eq!(&buf[..n], &v[..]);
         assert_eq!(
@@ -43,18 +54,22 @@ fn roundtrip_vec_and_slice() {
     }
 }
 
+fn keepalive_frame() -> Vec<u8> {
+    let mut v = Vec::new();
+    let k = Keepalive {
+        flags: NodeFlags(0),
+        recmaster: Pnn::NONE,
+        recovery_mode: RecoveryMode::Normal,
+    };
+    encode(&header(Op::Keepalive), &Message::Keepalive(k), &mut v);
+    v
+}
+
 #[test]
 fn header_layout_is_fixed() {
-    let mut v = Vec::new();
-    encode(
-        &header(Op::Keepalive),
-        &Message::Keepalive {
-            flags: NodeFlags(0),
-        },
-        &mut v,
-    );
-    assert_eq!(v.len(), 32);
-    assert_eq!(&v[0..4], &32u32.to_le_bytes());
+    let v = keepalive_frame();
+    assert_eq!(v.len(), 40);
+    assert_eq!(&v[0..4], &40u32.to_le_bytes());
     assert_eq!(&v[4..8], b"PHRS");
     assert_eq!(v[8], PROTOCOL_VERSION);
     assert_eq!(&v[10..12], &2u16.to_le_bytes());
@@ -66,14 +81,7 @@ fn header_layout_is_fixed() {
 
 #[test]
 fn clear_errors() {
-    let mut v = Vec::new();
-    encode(
-        &header(Op::Keepalive),
-        &Message::Keepalive {
-            flags: NodeFlags(0),
-        },
-        &mut v,
-    );
+    let v = keepalive_frame();
     assert_eq!(decode(&v[..10]), Err(WireError::Truncated));
     assert_eq!(frame_len(&v[..3]), Ok(None));
     assert_eq!(frame_len(&v[..31]), Ok(None));
@@ -97,6 +105,10 @@ fn clear_errors() {
     let mut w = v[..28].to_vec();
     w[0..4].copy_from_slice(&28u32.to_le_bytes());
     assert_eq!(decode(&w), Err(WireError::BadPayload(Op::Keepalive)));
+    // A recovery mode that does not exist.
+    let mut w = v.clone();
+    w[36] = 7;
+    assert_eq!(decode(&w), Err(WireError::BadPayload(Op::Keepalive)));
     // Longer input than the prefix says.
     let mut w = v.clone();
     w.push(0);
@@ -112,7 +124,7 @@ fn random_and_truncated_bytes_never_panic() {
         encode(&header(m.op()), &m, &mut valid);
     }
     for _ in 0..20_000 {
-        let len = rng.below(80) as usize;
+        let len = rng.below(100) as usize;
         let mut buf: Vec<u8> = (0..len).map(|_| rng.next_u64() as u8).collect();
         if rng.below(2) == 0 && len >= 8 {
             // Often give it a plausible prefix so the decoder goes deeper.
