@@ -148,7 +148,7 @@ fn positive_control_counter_sees_allocations() {
 fn back_to_zero_after_a_connection_reset() {
     let mut m = Mesh::settled_cluster(NODES, tunables());
     m.break_link(0, 1);
-    m.step();
+    m.deliver_all();
     assert!(!m.settled());
     let limit = m.now + std::time::Duration::from_secs(30);
     while !m.settled() {
