@@ -76,6 +76,9 @@ mod tests {
         let t = Instant::from_nanos(5);
         assert_eq!(t - Instant::from_nanos(10), Duration::ZERO);
         assert_eq!((t + Duration::from_nanos(3)).as_nanos(), 8);
-        assert_eq!((Instant::from_nanos(u64::MAX) + Duration::from_secs(1)).as_nanos(), u64::MAX);
+        assert_eq!(
+            (Instant::from_nanos(u64::MAX) + Duration::from_secs(1)).as_nanos(),
+            u64::MAX
+        );
     }
 }

@@ -48,7 +48,11 @@ impl fmt::Display for InFile<'_> {
         if self.error.line == 0 {
             write!(f, "{}: {}", self.file, self.error.reason)
         } else {
-            write!(f, "{}:{}: {}", self.file, self.error.line, self.error.reason)
+            write!(
+                f,
+                "{}:{}: {}",
+                self.file, self.error.line, self.error.reason
+            )
         }
     }
 }

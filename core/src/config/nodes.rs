@@ -50,9 +50,9 @@ impl NodesFile {
                 None
             } else {
                 // CTDB allows nothing after the address but blanks.
-                let addr: IpAddr = line
-                    .parse()
-                    .map_err(|_| ConfigError::at(line_no, format!("invalid node address {line:?}")))?;
+                let addr: IpAddr = line.parse().map_err(|_| {
+                    ConfigError::at(line_no, format!("invalid node address {line:?}"))
+                })?;
                 if let Some(dup) = entries.iter().find(|e| e.address == Some(addr)) {
                     return Err(ConfigError::at(
                         line_no,
@@ -65,7 +65,10 @@ impl NodesFile {
             last_line = line_no;
         }
         if !entries.iter().any(|e| e.address.is_some()) {
-            return Err(ConfigError::at(last_line, "no nodes (every line is empty or deleted)"));
+            return Err(ConfigError::at(
+                last_line,
+                "no nodes (every line is empty or deleted)",
+            ));
         }
         Ok(NodesFile { entries })
     }

@@ -55,7 +55,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         (t, false)
     };
     if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(format!("invalid duration {text:?} (expected e.g. 250ms, 2s or 2)"));
+        return Err(format!(
+            "invalid duration {text:?} (expected e.g. 250ms, 2s or 2)"
+        ));
     }
     let n: u64 = digits
         .parse()
@@ -194,7 +196,9 @@ impl TunableDef {
         };
         if magnitude < self.min || magnitude > self.max {
             let show = |v: u64| match self.kind {
-                TunableKind::Duration => format!("{}", TunableValue::Duration(Duration::from_millis(v))),
+                TunableKind::Duration => {
+                    format!("{}", TunableValue::Duration(Duration::from_millis(v)))
+                }
                 _ => format!("{v}"),
             };
             return Err(format!(
@@ -240,9 +244,9 @@ impl Tunables {
             if line.is_empty() || line.starts_with('#') {
                 continue;
             }
-            let (name, value) = line
-                .split_once('=')
-                .ok_or_else(|| ConfigError::at(i + 1, format!("expected NAME=VALUE, got {line:?}")))?;
+            let (name, value) = line.split_once('=').ok_or_else(|| {
+                ConfigError::at(i + 1, format!("expected NAME=VALUE, got {line:?}"))
+            })?;
             self.set(name.trim(), value.trim())
                 .map_err(|e| ConfigError::at(i + 1, e))?;
         }
@@ -280,7 +284,10 @@ mod tests {
         assert_eq!(t.get("KeepaliveInterval").unwrap().to_string(), "100ms");
         t.set("KeepaliveLimit", "5").unwrap();
         assert_eq!(t.dead_after(), Duration::from_millis(500));
-        assert!(t.set("KeepaliveLimit", "0").unwrap_err().contains("out of range"));
+        assert!(t
+            .set("KeepaliveLimit", "0")
+            .unwrap_err()
+            .contains("out of range"));
         assert!(t.set("KeepaliveInterval", "1ms").is_err());
         assert!(t.set("NoIPFailback", "2").is_err());
         assert!(t.set("Bogus", "1").unwrap_err().contains("unknown"));
@@ -291,7 +298,8 @@ mod tests {
     #[test]
     fn file_errors_name_the_line() {
         let mut t = Tunables::default();
-        t.apply_file("# c\nKeepaliveInterval=200ms\n\nKeepaliveLimit = 4\n").unwrap();
+        t.apply_file("# c\nKeepaliveInterval=200ms\n\nKeepaliveLimit = 4\n")
+            .unwrap();
         assert_eq!(t.keepalive_interval, Duration::from_millis(200));
         assert_eq!(t.keepalive_limit, 4);
         let e = t.apply_file("KeepaliveLimit=2\nnonsense\n").unwrap_err();
