@@ -1,0 +1,93 @@
+//! CTDB's own IP-allocation unit tests (`ctdb/tests/UNIT/takeover/*.sh`), re-encoded as data in
+//! `tests/data/ctdb-takeover/`: every step of every case must give CTDB's allocation exactly.
+
+use pharos_mio::ipalloc_case::{check, run};
+use std::path::{Path, PathBuf};
+
+fn cases() -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/ctdb-takeover");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn every_ctdb_case_matches() {
+    let files = cases();
+    let (mut steps, mut compared) = (0, 0);
+    let mut failures = Vec::new();
+    for file in &files {
+        match check(file) {
+            Ok(report) => {
+                steps += report.steps;
+                compared += report.compared;
+                for f in report.failures {
+                    failures.push(format!("{}: {f}", report.name));
+                }
+            }
+            Err(e) => failures.push(e),
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    // Guard against passing vacuously (a moved folder, a silently skipped step).
+    assert_eq!(files.len(), 36, "case files");
+    assert_eq!(steps, 53, "allocator runs");
+    assert_eq!(compared, 53, "runs with an expected allocation");
+}
+
+/// The CLI path (`pharos ipalloc FILE`) prints what the cases expect.
+#[test]
+fn cli_output_matches_expected() {
+    let mut runs = 0;
+    for file in cases() {
+        let out = run(&file, false).unwrap_or_else(|e| panic!("{e}"));
+        let got: serde_json::Value = serde_json::from_str(&out).expect("valid JSON");
+        let case: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+        let steps = case["steps"].as_array().unwrap();
+        assert_eq!(
+            got["steps"].as_array().unwrap().len(),
+            steps.len(),
+            "{}",
+            file.display()
+        );
+        for (i, step) in steps.iter().enumerate() {
+            let want: Vec<(String, i64)> = step["expected"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| {
+                    (
+                        e["addr"].as_str().unwrap().to_owned(),
+                        e["pnn"].as_i64().unwrap_or(-1),
+                    )
+                })
+                .collect();
+            let have: Vec<(String, i64)> = got["steps"][i]["allocation"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| {
+                    (
+                        e["addr"].as_str().unwrap().to_owned(),
+                        e["pnn"].as_i64().unwrap(),
+                    )
+                })
+                .collect();
+            assert_eq!(have, want, "{} step {}", file.display(), i + 1);
+            runs += 1;
+        }
+        // The table form runs too.
+        assert!(run(&file, true).unwrap().contains("ADDRESS"));
+    }
+    assert_eq!(runs, 53);
+}
