@@ -1,6 +1,6 @@
 //! The allocator's input: nodes' states and views merged into one ordered address list.
 
-use super::{sort_key, AllocError, Allocation, MAX_CELLS};
+use super::{sort_key, AllocError, Allocation, MAX_ADDRESSES, MAX_CELLS};
 use crate::types::{NodeFlags, Pnn};
 use alloc::collections::BTreeMap;
 use alloc::vec;
@@ -128,7 +128,7 @@ impl AllocInput {
     /// listed twice, or a problem too large for the allocator's tables.
     pub fn new(node_count: usize, mut addresses: Vec<AddressInput>) -> Result<Self, AllocError> {
         let too_large = match node_count.checked_mul(addresses.len()) {
-            Some(cells) => cells > MAX_CELLS,
+            Some(cells) => cells > MAX_CELLS || addresses.len() > MAX_ADDRESSES,
             None => true,
         };
         if too_large {

@@ -5,25 +5,64 @@
 //! adds the least; then addresses move from the most imbalanced nodes to nodes that held nothing
 //! at the start of the run (or are forced), while a move lowers both ends' cost.
 //!
-//! CTDB recomputes every sum from scratch at each step; here the sums are kept in tables and
-//! updated incrementally, with the same 32-bit wrapping arithmetic, so every decision is CTDB's.
+//! CTDB recomputes every sum from scratch at each step (cubic time). Here the sums
+//! ("dsum": what an address costs, or would cost, on a node) are kept in node-major tables and
+//! updated incrementally with the same 32-bit wrapping arithmetic, so every decision is CTDB's.
+//! Only the sums a phase can read are computed: all columns for the addresses to assign; for
+//! rebalancing, each address's own node and the candidate nodes.
 
 use super::common::{Work, NONE};
 use super::{key_distance, Event, Options};
 use crate::types::Pnn;
+use alloc::collections::BinaryHeap;
 use alloc::vec;
 use alloc::vec::Vec;
+use core::cmp::Reverse;
 
-/// Squared distance, CTDB's per-pair cost (at most 128² = 16384).
-fn cost(a: u128, b: u128) -> u32 {
-    let d = key_distance(a, b);
-    d * d
+/// An address key with LCP2's pair cost (`distance²`).
+trait Key: Copy {
+    fn cost(self, other: Self) -> u32;
+}
+
+/// Keys below 2³² (all IPv4): the three upper words are equal, so the distance is
+/// `96 + clz32(a ^ b)` and the cost one table lookup.
+impl Key for u32 {
+    fn cost(self, other: u32) -> u32 {
+        V4_COST[(self ^ other).leading_zeros() as usize]
+    }
+}
+
+const V4_COST: [u32; 33] = {
+    let mut t = [0u32; 33];
+    let mut k = 0;
+    while k < 33 {
+        t[k] = (96 + k as u32) * (96 + k as u32);
+        k += 1;
+    }
+    t
+};
+
+impl Key for u128 {
+    fn cost(self, other: u128) -> u32 {
+        let d = key_distance(self, other);
+        d * d
+    }
 }
 
 pub(super) fn run(w: &mut Work<'_>, options: &Options) {
     w.unassign_unsuitable();
+    if w.keys.iter().all(|&k| k <= u128::from(u32::MAX)) {
+        let keys: Vec<u32> = w.keys.iter().map(|&k| k as u32).collect();
+        run_with(w, options, &keys);
+    } else {
+        let keys = w.keys.to_vec();
+        run_with(w, options, &keys);
+    }
+}
+
+fn run_with<K: Key>(w: &mut Work<'_>, options: &Options, keys: &[K]) {
     let n = w.n;
-    let mut imbalance = initial_imbalances(w);
+    let mut imbalance = initial_imbalances(w, keys);
     // Candidates are the nodes that hold nothing now (they must have just become usable), plus
     // forced ones; fixed for the whole run.
     let mut candidates = vec![true; n];
@@ -38,27 +77,29 @@ pub(super) fn run(w: &mut Work<'_>, options: &Options) {
             None => w.events.push(Event::UnknownRebalanceNode { pnn: p }),
         }
     }
-    allocate_unassigned(w, &mut imbalance);
-    if options.no_ip_failback || !candidates.contains(&true) {
+    // Rebalancing runs unless NoIPFailback or no candidate; then it reuses phase 1's sums.
+    let rebalance = !options.no_ip_failback && candidates.contains(&true);
+    let assigned = allocate_unassigned(w, keys, &mut imbalance, rebalance);
+    if !rebalance {
         return;
     }
-    failback(w, &mut imbalance, &candidates);
+    failback(w, keys, &mut imbalance, &candidates, assigned);
 }
 
 /// Each node's imbalance from the current holders.
-fn initial_imbalances(w: &Work<'_>) -> Vec<u32> {
-    let mut held: Vec<Vec<u128>> = vec![Vec::new(); w.n];
+fn initial_imbalances<K: Key>(w: &Work<'_>, keys: &[K]) -> Vec<u32> {
+    let mut held: Vec<Vec<K>> = vec![Vec::new(); w.n];
     for (ip, &o) in w.owner.iter().enumerate() {
         if o != NONE {
-            held[o as usize].push(w.keys[ip]);
+            held[o as usize].push(keys[ip]);
         }
     }
     held.iter()
-        .map(|keys| {
+        .map(|ks| {
             let mut sum = 0u32;
-            for (i, &a) in keys.iter().enumerate() {
-                for &b in &keys[i + 1..] {
-                    sum = sum.wrapping_add(cost(a, b));
+            for (i, &a) in ks.iter().enumerate() {
+                for &b in &ks[i + 1..] {
+                    sum = sum.wrapping_add(a.cost(b));
                 }
             }
             sum
@@ -66,21 +107,17 @@ fn initial_imbalances(w: &Work<'_>) -> Vec<u32> {
         .collect()
 }
 
-/// The cheapest node for one address: lowest cost, lowest PNN on ties. With `hint` =
-/// (old minimum, old best node) after only the old best node's cost grew, any later node still
-/// at the old minimum is the answer (earlier nodes were strictly above it).
-fn best_node(w: &Work<'_>, ip: usize, row: &[u32], hint: Option<(u32, u32)>) -> Option<(u32, u32)> {
-    if let Some((v, after)) = hint {
-        // A zero-cost pair (possible between IPv6 addresses) leaves the old best as it was.
-        if row[after as usize] == v {
-            return Some((v, after));
-        }
-        for node in after as usize + 1..w.n {
-            if row[node] == v && w.can_takeover(node, ip) {
-                return Some((v, node as u32));
-            }
-        }
-    }
+/// The addresses that were unassigned at the start of the run, with their sums: row `r`,
+/// column `node` = Σ cost(ips[r], t) over every t that `node` holds at the end of phase 1,
+/// t ≠ ips[r]. Complete for every row when `keep_all` was set (phase 2 then reuses them).
+struct Phase1 {
+    ips: Vec<usize>,
+    /// Row-major: `dsum[r * n + node]`.
+    dsum: Vec<u32>,
+}
+
+/// The cheapest node for an address given its row of sums: lowest cost, lowest PNN on ties.
+fn best_node(w: &Work<'_>, ip: usize, row: &[u32]) -> Option<(u32, u32)> {
     let mut best: Option<(u32, u32)> = None;
     for (node, &c) in row.iter().enumerate() {
         if w.can_takeover(node, ip) && best.map_or(true, |(b, _)| c < b) {
@@ -92,42 +129,67 @@ fn best_node(w: &Work<'_>, ip: usize, row: &[u32], hint: Option<(u32, u32)>) -> 
 
 /// Assigns unassigned addresses one by one, each time the (address, node) pair of least added
 /// cost: first address in CTDB order, then lowest PNN, on ties.
-fn allocate_unassigned(w: &mut Work<'_>, imbalance: &mut [u32]) {
+///
+/// Lazily: a row's sums only grow (they cannot wrap, see [`super::MAX_ADDRESSES`]), so a best
+/// computed earlier is a lower bound, and still exact while its node has received nothing since.
+/// Rows wait in a min-heap on (best cost, row); a popped row whose best node has received
+/// something is brought up to date from the log of assignments and pushed back. The first
+/// up-to-date row popped is CTDB's choice: every other row's true key is at least its key in
+/// the heap.
+fn allocate_unassigned<K: Key>(
+    w: &mut Work<'_>,
+    keys: &[K],
+    imbalance: &mut [u32],
+    keep_all: bool,
+) -> Phase1 {
     let n = w.n;
-    let pending: Vec<usize> = (0..w.len()).filter(|&ip| w.owner[ip] == NONE).collect();
-    if pending.is_empty() {
-        return;
+    let ips: Vec<usize> = (0..w.len()).filter(|&ip| w.owner[ip] == NONE).collect();
+    let rows = ips.len();
+    let row_keys: Vec<K> = ips.iter().map(|&ip| keys[ip]).collect();
+    let mut dsum = vec![0u32; n * rows];
+    if rows == 0 {
+        return Phase1 { ips, dsum };
     }
-    // dsum[r * n + node]: cost of adding pending[r] to node = Σ cost to what node holds.
-    let mut dsum = vec![0u32; pending.len() * n];
-    let held: Vec<(u128, usize)> = (0..w.len())
+    // Contributions of the addresses already held.
+    let held: Vec<(K, usize)> = (0..w.len())
         .filter(|&t| w.owner[t] != NONE)
-        .map(|t| (w.keys[t], w.owner[t] as usize))
+        .map(|t| (keys[t], w.owner[t] as usize))
         .collect();
-    for (r, &ip) in pending.iter().enumerate() {
-        let row = &mut dsum[r * n..(r + 1) * n];
-        for &(key, node) in &held {
-            row[node] = row[node].wrapping_add(cost(w.keys[ip], key));
+    for (row, &k) in dsum.chunks_exact_mut(n).zip(&row_keys) {
+        for &(kt, o) in &held {
+            row[o] = row[o].wrapping_add(k.cost(kt));
         }
     }
-    let mut best: Vec<Option<(u32, u32)>> = pending
-        .iter()
-        .enumerate()
-        .map(|(r, &ip)| best_node(w, ip, &dsum[r * n..(r + 1) * n], None))
-        .collect();
-    // Rows still unassigned, in CTDB order.
-    let mut live: Vec<usize> = (0..pending.len()).collect();
-    loop {
-        let mut choice: Option<(u32, u32, usize)> = None;
-        for (pos, &r) in live.iter().enumerate() {
-            if let Some((c, node)) = best[r] {
-                if choice.map_or(true, |(min, _, _)| c < min) {
-                    choice = Some((c, node, pos));
-                }
-            }
+    // Assignments made in this phase, in order: (key, node, row).
+    let mut log: Vec<(K, usize, usize)> = Vec::new();
+    // How many log entries each row's sums include.
+    let mut synced = vec![0usize; rows];
+    // Per node, 1 + the log index of its latest assignment (0: none yet).
+    let mut last_to = vec![0usize; n];
+    let mut best: Vec<Option<(u32, u32)>> = Vec::with_capacity(rows);
+    let mut heap = BinaryHeap::with_capacity(rows);
+    for (r, row) in dsum.chunks_exact(n).enumerate() {
+        let b = best_node(w, ips[r], row);
+        if let Some((c, _)) = b {
+            heap.push(Reverse((c, r)));
         }
-        let Some((c, node, pos)) = choice else { break };
-        let ip = pending[live.remove(pos)];
+        best.push(b);
+    }
+    let mut alive = vec![true; rows];
+    while let Some(Reverse((_, r))) = heap.pop() {
+        let Some((c, node)) = best[r] else { continue };
+        if last_to[node as usize] > synced[r] {
+            let row = &mut dsum[r * n..(r + 1) * n];
+            sync_row(row, row_keys[r], r, &log[synced[r]..]);
+            synced[r] = log.len();
+            best[r] = best_node(w, ips[r], row);
+            if let Some((c, _)) = best[r] {
+                heap.push(Reverse((c, r)));
+            }
+            continue;
+        }
+        alive[r] = false;
+        let ip = ips[r];
         w.set_owner(ip, node);
         imbalance[node as usize] = imbalance[node as usize].wrapping_add(c);
         w.events.push(Event::Assigned {
@@ -135,41 +197,47 @@ fn allocate_unassigned(w: &mut Work<'_>, imbalance: &mut [u32]) {
             to: Pnn(node),
             cost: Some(c),
         });
-        // Only `node`'s column grows; only rows whose best was `node` can change their best,
-        // unless a sum wrapped around (then all are recomputed, as CTDB's sums wrap too).
-        let key = w.keys[ip];
-        let mut wrapped = false;
-        for &r in &live {
-            let cell = &mut dsum[r * n + node as usize];
-            let old = *cell;
-            *cell = old.wrapping_add(cost(w.keys[pending[r]], key));
-            wrapped |= *cell < old;
-        }
-        for &r in &live {
-            let hint = match best[r] {
-                _ if wrapped => None,
-                Some((v, b)) if b == node => Some((v, b)),
-                _ => continue,
-            };
-            best[r] = best_node(w, pending[r], &dsum[r * n..(r + 1) * n], hint);
+        log.push((row_keys[r], node as usize, r));
+        last_to[node as usize] = log.len();
+    }
+    for r in (0..rows).filter(|&r| alive[r]) {
+        w.events.push(Event::Uncovered {
+            addr: w.addr(ips[r]),
+        });
+    }
+    if keep_all {
+        for (r, row) in dsum.chunks_exact_mut(n).enumerate() {
+            sync_row(row, row_keys[r], r, &log[synced[r]..]);
         }
     }
-    for &r in &live {
-        w.events.push(Event::Uncovered {
-            addr: w.addr(pending[r]),
-        });
+    Phase1 { ips, dsum }
+}
+
+/// Adds the costs of `entries` (assignments made since the row was last brought up to date) to
+/// row `r`, except the row's own assignment: an address does not cost itself.
+fn sync_row<K: Key>(row: &mut [u32], key: K, r: usize, entries: &[(K, usize, usize)]) {
+    for &(k, node, q) in entries {
+        if q != r {
+            row[node] = row[node].wrapping_add(key.cost(k));
+        }
     }
 }
 
-/// A move found by [`best_move`]: (index into the held list, destination, new source
-/// imbalance, new destination imbalance).
+/// A move found by [`best_move`]: (address, destination, new source imbalance, new
+/// destination imbalance).
 type Move = (usize, usize, u32, u32);
 
 /// Moves addresses from the most imbalanced nodes to candidates while that lowers both ends.
-fn failback(w: &mut Work<'_>, imbalance: &mut [u32], candidates: &[bool]) {
-    let n = w.n;
+fn failback<K: Key>(
+    w: &mut Work<'_>,
+    keys: &[K],
+    imbalance: &mut [u32],
+    candidates: &[bool],
+    phase1: Phase1,
+) {
+    let (n, a) = (w.n, w.len());
     let cands: Vec<usize> = (0..n).filter(|&d| candidates[d]).collect();
-    let held: Vec<usize> = (0..w.len()).filter(|&x| w.owner[x] != NONE).collect();
+    let held: Vec<usize> = (0..a).filter(|&x| w.owner[x] != NONE).collect();
     // Every move goes to a candidate that can take the address: if there is none, CTDB's loop
     // finds nothing, so skip building the tables.
     if !held
@@ -178,14 +246,28 @@ fn failback(w: &mut Work<'_>, imbalance: &mut [u32], candidates: &[bool]) {
     {
         return;
     }
-    // dsum[h * n + node] = Σ cost(held[h], t) over t held by node, t != held[h].
-    let mut dsum = vec![0u32; held.len() * n];
-    for (i, &x) in held.iter().enumerate() {
-        for (j, &y) in held.iter().enumerate().skip(i + 1) {
-            let c = cost(w.keys[x], w.keys[y]);
-            let (ox, oy) = (w.owner[x] as usize, w.owner[y] as usize);
-            dsum[i * n + oy] = dsum[i * n + oy].wrapping_add(c);
-            dsum[j * n + ox] = dsum[j * n + ox].wrapping_add(c);
+    // dsum[x * n + node] = Σ cost(x, t) over t held by node, t ≠ x. Only read for x's own node
+    // and the candidates; a move only goes to a candidate, so those stay the only ones needed.
+    let mut dsum = vec![0u32; n * a];
+    let mut from_phase1 = vec![false; a];
+    for (r, &x) in phase1.ips.iter().enumerate() {
+        from_phase1[x] = true;
+        dsum[x * n..(x + 1) * n].copy_from_slice(&phase1.dsum[r * n..(r + 1) * n]);
+    }
+    let mut by_node: Vec<Vec<(usize, K)>> = vec![Vec::new(); n];
+    for &x in &held {
+        by_node[w.owner[x] as usize].push((x, keys[x]));
+    }
+    for &x in held.iter().filter(|&&x| !from_phase1[x]) {
+        let own = w.owner[x] as usize;
+        for node in core::iter::once(own).chain(cands.iter().copied().filter(|&d| d != own)) {
+            let mut sum = 0u32;
+            for &(t, k) in &by_node[node] {
+                if t != x {
+                    sum = sum.wrapping_add(keys[x].cost(k));
+                }
+            }
+            dsum[x * n + node] = sum;
         }
     }
     // Every move lowers the sum of two imbalances, so CTDB's loop ends; the cap only guards
@@ -208,10 +290,9 @@ fn failback(w: &mut Work<'_>, imbalance: &mut [u32], candidates: &[bool]) {
                 break;
             }
         }
-        let Some((s, (h, d, src_imbl, dst_imbl))) = found else {
+        let Some((s, (x, d, src_imbl, dst_imbl))) = found else {
             break;
         };
-        let x = held[h];
         let (old_s, old_d) = (imbalance[s], imbalance[d]);
         imbalance[s] = src_imbl;
         imbalance[d] = dst_imbl;
@@ -225,13 +306,16 @@ fn failback(w: &mut Work<'_>, imbalance: &mut [u32], candidates: &[bool]) {
                 dst_imbl.wrapping_sub(old_d) as i32,
             )),
         });
-        for (r, &y) in held.iter().enumerate() {
-            if y != x {
-                let c = cost(w.keys[x], w.keys[y]);
-                dsum[r * n + s] = dsum[r * n + s].wrapping_sub(c);
-                dsum[r * n + d] = dsum[r * n + d].wrapping_add(c);
-            }
+        let kx = keys[x];
+        for (row, &k) in dsum.chunks_exact_mut(n).zip(keys) {
+            let c = k.cost(kx);
+            row[s] = row[s].wrapping_sub(c);
+            row[d] = row[d].wrapping_add(c);
         }
+        // x never costs itself: undo its own entries.
+        let own = kx.cost(kx);
+        dsum[x * n + s] = dsum[x * n + s].wrapping_add(own);
+        dsum[x * n + d] = dsum[x * n + d].wrapping_sub(own);
         moves += 1;
         if moves >= limit {
             w.events.push(Event::RebalanceLimit);
@@ -254,17 +338,17 @@ fn best_move(
     let n = w.n;
     let src_now = imbalance[src];
     let mut best: Option<Move> = None;
-    for (h, &x) in held.iter().enumerate() {
+    for &x in held {
         if w.owner[x] as usize != src {
             continue;
         }
-        let src_dsum = dsum[h * n + src];
+        let src_dsum = dsum[x * n + src];
         let src_imbl = src_now.wrapping_sub(src_dsum);
         for &d in cands {
             if !w.can_takeover(d, x) {
                 continue;
             }
-            let dst_dsum = dsum[h * n + d];
+            let dst_dsum = dsum[x * n + d];
             let dst_imbl = imbalance[d].wrapping_add(dst_dsum);
             if dst_imbl < src_now
                 && dst_dsum < src_dsum
@@ -272,7 +356,7 @@ fn best_move(
                     src_imbl.wrapping_add(dst_imbl) < bs.wrapping_add(bd)
                 })
             {
-                best = Some((h, d, src_imbl, dst_imbl));
+                best = Some((x, d, src_imbl, dst_imbl));
             }
         }
     }

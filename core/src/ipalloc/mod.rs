@@ -363,7 +363,7 @@ pub enum AllocError {
         /// The node count.
         nodes: usize,
     },
-    /// Nodes × addresses exceeds [`MAX_CELLS`]; the allocator keeps a table of that size.
+    /// Nodes × addresses exceeds [`MAX_CELLS`], or addresses exceed [`MAX_ADDRESSES`].
     TooLarge {
         /// The node count.
         nodes: usize,
@@ -384,7 +384,8 @@ impl fmt::Display for AllocError {
             ),
             AllocError::TooLarge { nodes, addresses } => write!(
                 f,
-                "{nodes} nodes x {addresses} addresses is too large (at most {MAX_CELLS} pairs)"
+                "{nodes} nodes x {addresses} addresses is too large (at most {MAX_ADDRESSES} \
+                 addresses and {MAX_CELLS} node-address pairs)"
             ),
             AllocError::UnknownAlgorithm => f.write_str(
                 "unknown IP allocation algorithm (expected lcp2, deterministic, nondeterministic, \
@@ -399,6 +400,11 @@ impl core::error::Error for AllocError {}
 /// The largest nodes × addresses an [`AllocInput`] accepts (the allocator keeps per-pair tables;
 /// 256 nodes × 65536 addresses fit).
 pub const MAX_CELLS: usize = 1 << 24;
+
+/// The most addresses an [`AllocInput`] accepts: below this, LCP2's per-node sums of squared
+/// distances (at most (addresses - 1) × 128²) cannot wrap around 32 bits, in CTDB or here,
+/// which the allocator relies on.
+pub const MAX_ADDRESSES: usize = 1 << 18;
 
 /// Runs `algorithm` on `input` with `options`. Never fails: every input invariant was checked
 /// when the [`AllocInput`] was built.
