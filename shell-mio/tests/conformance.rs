@@ -91,3 +91,42 @@ fn cli_output_matches_expected() {
     }
     assert_eq!(runs, 53);
 }
+
+/// Corrupted case files give errors, never panics (the case parser takes operator input).
+#[test]
+fn mutated_cases_never_panic() {
+    use pharos_core::rng::Rng;
+    use pharos_mio::ipalloc_case::{parse, run_case};
+    let alphabet = b"0123456789-,:[]{}\" nulltrueaxX.";
+    let mut rng = Rng::new(4);
+    let mut outcomes = (0, 0);
+    for file in cases()
+        .iter()
+        .filter(|f| std::fs::metadata(f).unwrap().len() < 10_000)
+    {
+        let original = std::fs::read(file).unwrap();
+        for _ in 0..60 {
+            let mut bytes = original.clone();
+            for _ in 0..1 + rng.below(3) {
+                let at = rng.below(bytes.len() as u64) as usize;
+                if rng.below(4) == 0 {
+                    bytes.remove(at);
+                } else {
+                    bytes[at] = alphabet[rng.below(alphabet.len() as u64) as usize];
+                }
+            }
+            let Ok(text) = String::from_utf8(bytes) else {
+                continue;
+            };
+            match parse(&text).and_then(|c| run_case(&c)) {
+                Ok(_) => outcomes.0 += 1,
+                Err(e) => {
+                    assert!(!e.is_empty());
+                    outcomes.1 += 1
+                }
+            }
+        }
+    }
+    // Both paths were exercised.
+    assert!(outcomes.0 > 100 && outcomes.1 > 100, "{outcomes:?}");
+}

@@ -147,7 +147,13 @@ fn allocate_unassigned<K: Key>(
     let rows = ips.len();
     let row_keys: Vec<K> = ips.iter().map(|&ip| keys[ip]).collect();
     let mut dsum = vec![0u32; n * rows];
-    if rows == 0 {
+    if n == 0 {
+        // No node at all (possible for a caller's input, never in CTDB): nothing to place on.
+        for &ip in &ips {
+            w.events.push(Event::Uncovered { addr: w.addr(ip) });
+        }
+    }
+    if rows == 0 || n == 0 {
         return Phase1 { ips, dsum };
     }
     // Contributions of the addresses already held.

@@ -447,6 +447,7 @@ pub fn distance(a: IpAddr, b: IpAddr) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::types::NodeFlags;
     use alloc::string::ToString;
 
     fn v4(s: &str) -> IpAddr {
@@ -461,7 +462,8 @@ mod tests {
         // IPv6 differing in words 0 and 3: clz(w0) + 32 + 32 + clz(w3), not a prefix length.
         let a: IpAddr = "8000::1".parse().unwrap();
         let b: IpAddr = "::3".parse().unwrap();
-        assert_eq!(distance(a, b), 0 + 32 + 32 + 30);
+        // Word 0 differs in its top bit (clz 0), words 1-2 are equal, word 3 gives clz(2) = 30.
+        assert_eq!(distance(a, b), 32 + 32 + 30);
         // Mixed families compare the IPv6 words against zeros.
         assert_eq!(distance(v4("0.0.0.1"), "::1".parse().unwrap()), 128);
     }
@@ -490,6 +492,128 @@ mod tests {
             Err(AllocError::UnknownAlgorithm)
         );
         assert_eq!("3".parse::<Algorithm>(), Err(AllocError::UnknownAlgorithm));
+    }
+
+    fn cluster(states: &[NodeState], count: u8, holder: Option<u32>) -> AllocInput {
+        let addrs: Vec<ConfiguredAddress> = (1..=count)
+            .map(|i| ConfiguredAddress::everywhere(IpAddr::from([10, 0, 0, i]), holder.map(Pnn)))
+            .collect();
+        AllocInput::from_nodes(states, &addrs).unwrap()
+    }
+
+    #[test]
+    fn warnings_are_events() {
+        let healthy = [NodeState::healthy(); 2];
+        let input = cluster(&healthy, 4, None);
+        let o = Options {
+            no_ip_failback: true,
+            force_rebalance: alloc::vec![Pnn(7)],
+            home_nodes: alloc::vec![HomeNode {
+                addr: IpAddr::from([10, 0, 0, 1]),
+                pnn: Pnn(9)
+            }],
+            ..Options::default()
+        };
+        let lcp2 = allocate(&input, Algorithm::Lcp2, &o);
+        assert!(lcp2
+            .events()
+            .contains(&Event::UnknownRebalanceNode { pnn: Pnn(7) }));
+        let det = allocate(&input, Algorithm::Deterministic, &o);
+        assert!(det.events().contains(&Event::NoIpFailbackIgnored));
+        assert!(det.events().contains(&Event::HomeNodeOutOfRange {
+            addr: IpAddr::from([10, 0, 0, 1]),
+            pnn: Pnn(9)
+        }));
+        assert!(det
+            .events()
+            .iter()
+            .all(|e| !matches!(e, Event::Uncovered { .. })));
+        assert_eq!(det.counts(2), [2, 2]);
+    }
+
+    #[test]
+    fn no_ip_takeover_releases_but_never_takes() {
+        let states = [
+            NodeState::with_flags(NodeFlags::UNHEALTHY),
+            NodeState::healthy(),
+        ];
+        let input = cluster(&states, 3, Some(0));
+        let o = Options {
+            no_ip_takeover: true,
+            ..Options::default()
+        };
+        for alg in [Algorithm::Lcp2, Algorithm::NonDeterministic] {
+            let r = allocate(&input, alg, &o);
+            assert!(r.assignments().iter().all(|a| a.pnn.is_none()), "{alg}");
+            let released = r
+                .events()
+                .iter()
+                .filter(|e| matches!(e, Event::Released { .. }));
+            assert_eq!(released.count(), 3, "{alg}");
+            assert!(r.events().iter().any(|e| e.is_warning()), "{alg}");
+        }
+    }
+
+    #[test]
+    fn forced_rebalance_lets_a_busy_node_receive() {
+        // Node 0 holds all four; node 1 holds one: neither is a candidate unless forced.
+        let healthy = [NodeState::healthy(); 2];
+        let mut addrs: Vec<ConfiguredAddress> = (1..=4)
+            .map(|i| ConfiguredAddress::everywhere(IpAddr::from([10, 0, 0, i]), Some(Pnn(0))))
+            .collect();
+        addrs.push(ConfiguredAddress::everywhere(
+            IpAddr::from([10, 0, 1, 1]),
+            Some(Pnn(1)),
+        ));
+        let input = AllocInput::from_nodes(&healthy, &addrs).unwrap();
+        let plain = allocate(&input, Algorithm::Lcp2, &Options::default());
+        assert_eq!(plain.moved().count(), 0);
+        let forced = Options {
+            force_rebalance: alloc::vec![Pnn(1)],
+            ..Options::default()
+        };
+        let r = allocate(&input, Algorithm::Lcp2, &forced);
+        assert!(r.moved().count() > 0);
+        assert!(r.moved().all(|a| a.pnn == Some(Pnn(1))));
+        assert_eq!(
+            allocate(&input.with_allocation(&r), Algorithm::Lcp2, &forced)
+                .moved()
+                .count(),
+            0
+        );
+    }
+
+    #[test]
+    fn owner_of_and_empty_inputs() {
+        let input = cluster(&[NodeState::healthy()], 2, None);
+        let r = allocate(&input, Algorithm::Lcp2, &Options::default());
+        assert_eq!(r.owner_of(IpAddr::from([10, 0, 0, 2])), Some(Some(Pnn(0))));
+        assert_eq!(r.owner_of(IpAddr::from([10, 0, 0, 3])), None);
+        // No nodes at all: everything stays unassigned, nothing panics (k mod 0).
+        let none = AllocInput::new(
+            0,
+            alloc::vec![AddressInput {
+                addr: IpAddr::from([10, 0, 0, 1]),
+                current: None,
+                known_on: alloc::vec![],
+                available_on: alloc::vec![],
+            }],
+        )
+        .unwrap();
+        for alg in [
+            Algorithm::Lcp2,
+            Algorithm::Deterministic,
+            Algorithm::NonDeterministic,
+        ] {
+            let r = allocate(&none, alg, &Options::default());
+            assert_eq!(r.assignments()[0].pnn, None);
+            assert_eq!(
+                r.events(),
+                [Event::Uncovered {
+                    addr: IpAddr::from([10, 0, 0, 1])
+                }]
+            );
+        }
     }
 
     #[test]
