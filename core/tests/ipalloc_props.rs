@@ -638,3 +638,43 @@ fn reference_reproduces_a_ctdb_case() {
         .collect();
     assert_eq!(got, want);
 }
+
+/// The life of a cluster, against the reference: start, two nodes fail, they come back (with and
+/// without a forced rebalance); this is where LCP2 rebalances most.
+#[test]
+fn agrees_with_reference_through_failure_and_return() {
+    let (n, count) = (8usize, 96usize);
+    let addrs: Vec<IpAddr> = (0..count)
+        .map(|i| IpAddr::V4(Ipv4Addr::new(10, 0, (i / 32) as u8, (i % 32 + 1) as u8)))
+        .collect();
+    let healthy = vec![NodeState::healthy(); n];
+    let mut down = healthy.clone();
+    down[0] = NodeState::with_flags(NodeFlags::UNHEALTHY);
+    down[5] = NodeState::with_flags(NodeFlags::STOPPED);
+    let at = |nodes: &[NodeState], holders: Option<&Allocation>| {
+        let list: Vec<ConfiguredAddress> = addrs
+            .iter()
+            .map(|&a| {
+                ConfiguredAddress::everywhere(a, holders.and_then(|h| h.owner_of(a).flatten()))
+            })
+            .collect();
+        AllocInput::from_nodes(nodes, &list).unwrap()
+    };
+    for alg in ALGORITHMS {
+        for force in [vec![], vec![Pnn(3)]] {
+            let o = Options {
+                force_rebalance: force,
+                ..Options::default()
+            };
+            let check = |input: &AllocInput| {
+                let got = allocate(input, alg, &o);
+                assert_eq!(holders(&got), reference::run(input, alg, &o), "{alg}");
+                got
+            };
+            let start = check(&at(&healthy, None));
+            let failed = check(&at(&down, Some(&start)));
+            let back = check(&at(&healthy, Some(&failed)));
+            assert!(back.moved().count() > 0, "{alg}: nothing moved back");
+        }
+    }
+}

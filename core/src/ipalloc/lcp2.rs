@@ -77,10 +77,8 @@ fn run_with<K: Key>(w: &mut Work<'_>, options: &Options, keys: &[K]) {
             None => w.events.push(Event::UnknownRebalanceNode { pnn: p }),
         }
     }
-    // Rebalancing runs unless NoIPFailback or no candidate; then it reuses phase 1's sums.
-    let rebalance = !options.no_ip_failback && candidates.contains(&true);
-    let assigned = allocate_unassigned(w, keys, &mut imbalance, rebalance);
-    if !rebalance {
+    let assigned = allocate_unassigned(w, keys, &mut imbalance);
+    if options.no_ip_failback || !candidates.contains(&true) {
         return;
     }
     failback(w, keys, &mut imbalance, &candidates, assigned);
@@ -107,24 +105,53 @@ fn initial_imbalances<K: Key>(w: &Work<'_>, keys: &[K]) -> Vec<u32> {
         .collect()
 }
 
-/// The addresses that were unassigned at the start of the run, with their sums: row `r`,
-/// column `node` = Σ cost(ips[r], t) over every t that `node` holds at the end of phase 1,
-/// t ≠ ips[r]. Complete for every row when `keep_all` was set (phase 2 then reuses them).
-struct Phase1 {
+/// What phase 1 leaves for rebalancing: the addresses that were unassigned at the start of the
+/// run, with their sums (row `r`, column `node` = Σ cost(ips[r], t) over t held by `node`,
+/// t ≠ ips[r]), each up to date with the first `synced[r]` entries of `log`.
+struct Phase1<K> {
     ips: Vec<usize>,
     /// Row-major: `dsum[r * n + node]`.
     dsum: Vec<u32>,
+    log: Log<K>,
+    synced: Vec<usize>,
+    /// Each row's own place in the log (`usize::MAX`: never assigned).
+    own: Vec<usize>,
 }
 
 /// The cheapest node for an address given its row of sums: lowest cost, lowest PNN on ties.
-fn best_node(w: &Work<'_>, ip: usize, row: &[u32]) -> Option<(u32, u32)> {
-    let mut best: Option<(u32, u32)> = None;
-    for (node, &c) in row.iter().enumerate() {
-        if w.can_takeover(node, ip) && best.map_or(true, |(b, _)| c < b) {
-            best = Some((c, node as u32));
+///
+/// With `hint` = (old minimum, old best node), when sums have only grown since that best was
+/// computed: a node now at the old minimum has not changed (nothing was below it), and nodes
+/// before the old best were strictly above it, so the first such node from the old best on is
+/// the answer. One pass either way: from the old best to the end (stopping there if found),
+/// then the nodes before it.
+fn best_node(w: &Work<'_>, ip: usize, row: &[u32], hint: Option<(u32, u32)>) -> Option<(u32, u32)> {
+    let (start, target) = match hint {
+        Some((v, b)) => (b as usize, Some(v)),
+        None => (0, None),
+    };
+    let mut high: Option<(u32, u32)> = None;
+    for (node, &c) in row.iter().enumerate().skip(start) {
+        if w.can_takeover(node, ip) {
+            if Some(c) == target {
+                return Some((c, node as u32));
+            }
+            if high.map_or(true, |(b, _)| c < b) {
+                high = Some((c, node as u32));
+            }
         }
     }
-    best
+    let mut low: Option<(u32, u32)> = None;
+    for (node, &c) in row.iter().enumerate().take(start) {
+        if w.can_takeover(node, ip) && low.map_or(true, |(b, _)| c < b) {
+            low = Some((c, node as u32));
+        }
+    }
+    // Lower PNNs win ties.
+    match (low, high) {
+        (Some(l), Some(h)) => Some(if l.0 <= h.0 { l } else { h }),
+        (l, h) => l.or(h),
+    }
 }
 
 /// Assigns unassigned addresses one by one, each time the (address, node) pair of least added
@@ -136,17 +163,21 @@ fn best_node(w: &Work<'_>, ip: usize, row: &[u32]) -> Option<(u32, u32)> {
 /// something is brought up to date from the log of assignments and pushed back. The first
 /// up-to-date row popped is CTDB's choice: every other row's true key is at least its key in
 /// the heap.
-fn allocate_unassigned<K: Key>(
-    w: &mut Work<'_>,
-    keys: &[K],
-    imbalance: &mut [u32],
-    keep_all: bool,
-) -> Phase1 {
+fn allocate_unassigned<K: Key>(w: &mut Work<'_>, keys: &[K], imbalance: &mut [u32]) -> Phase1<K> {
     let n = w.n;
     let ips: Vec<usize> = (0..w.len()).filter(|&ip| w.owner[ip] == NONE).collect();
     let rows = ips.len();
     let row_keys: Vec<K> = ips.iter().map(|&ip| keys[ip]).collect();
     let mut dsum = vec![0u32; n * rows];
+    // Assignments made in this phase, in order (keys and nodes apart: the hot loop reads both).
+    let mut log = Log {
+        keys: Vec::with_capacity(rows),
+        nodes: Vec::with_capacity(rows),
+    };
+    // Each row's own place in the log, once assigned (it must not count itself).
+    let mut own = vec![usize::MAX; rows];
+    // How many log entries each row's sums include.
+    let mut synced = vec![0usize; rows];
     if n == 0 {
         // No node at all (possible for a caller's input, never in CTDB): nothing to place on.
         for &ip in &ips {
@@ -154,7 +185,13 @@ fn allocate_unassigned<K: Key>(
         }
     }
     if rows == 0 || n == 0 {
-        return Phase1 { ips, dsum };
+        return Phase1 {
+            ips,
+            dsum,
+            log,
+            synced,
+            own,
+        };
     }
     // Contributions of the addresses already held.
     let held: Vec<(K, usize)> = (0..w.len())
@@ -166,16 +203,12 @@ fn allocate_unassigned<K: Key>(
             row[o] = row[o].wrapping_add(k.cost(kt));
         }
     }
-    // Assignments made in this phase, in order: (key, node, row).
-    let mut log: Vec<(K, usize, usize)> = Vec::new();
-    // How many log entries each row's sums include.
-    let mut synced = vec![0usize; rows];
     // Per node, 1 + the log index of its latest assignment (0: none yet).
     let mut last_to = vec![0usize; n];
     let mut best: Vec<Option<(u32, u32)>> = Vec::with_capacity(rows);
     let mut heap = BinaryHeap::with_capacity(rows);
     for (r, row) in dsum.chunks_exact(n).enumerate() {
-        let b = best_node(w, ips[r], row);
+        let b = best_node(w, ips[r], row, None);
         if let Some((c, _)) = b {
             heap.push(Reverse((c, r)));
         }
@@ -186,9 +219,9 @@ fn allocate_unassigned<K: Key>(
         let Some((c, node)) = best[r] else { continue };
         if last_to[node as usize] > synced[r] {
             let row = &mut dsum[r * n..(r + 1) * n];
-            sync_row(row, row_keys[r], r, &log[synced[r]..]);
+            log.sync(row, row_keys[r], synced[r], own[r]);
             synced[r] = log.len();
-            best[r] = best_node(w, ips[r], row);
+            best[r] = best_node(w, ips[r], row, Some((c, node)));
             if let Some((c, _)) = best[r] {
                 heap.push(Reverse((c, r)));
             }
@@ -203,7 +236,9 @@ fn allocate_unassigned<K: Key>(
             to: Pnn(node),
             cost: Some(c),
         });
-        log.push((row_keys[r], node as usize, r));
+        own[r] = log.len();
+        log.keys.push(row_keys[r]);
+        log.nodes.push(node);
         last_to[node as usize] = log.len();
     }
     for r in (0..rows).filter(|&r| alive[r]) {
@@ -211,27 +246,182 @@ fn allocate_unassigned<K: Key>(
             addr: w.addr(ips[r]),
         });
     }
-    if keep_all {
-        for (r, row) in dsum.chunks_exact_mut(n).enumerate() {
-            sync_row(row, row_keys[r], r, &log[synced[r]..]);
-        }
-    }
-    Phase1 { ips, dsum }
-}
-
-/// Adds the costs of `entries` (assignments made since the row was last brought up to date) to
-/// row `r`, except the row's own assignment: an address does not cost itself.
-fn sync_row<K: Key>(row: &mut [u32], key: K, r: usize, entries: &[(K, usize, usize)]) {
-    for &(k, node, q) in entries {
-        if q != r {
-            row[node] = row[node].wrapping_add(key.cost(k));
-        }
+    Phase1 {
+        ips,
+        dsum,
+        log,
+        synced,
+        own,
     }
 }
 
-/// A move found by [`best_move`]: (address, destination, new source imbalance, new
+/// Phase 1's assignments, in order.
+struct Log<K> {
+    keys: Vec<K>,
+    nodes: Vec<u32>,
+}
+
+impl<K: Key> Log<K> {
+    fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Adds the costs of the entries from `from` on to a row (of the address with `key`), except
+    /// the address's own assignment at `own`: an address does not cost itself. Subtracting it
+    /// afterwards keeps the loop free of branches.
+    fn sync(&self, row: &mut [u32], key: K, from: usize, own: usize) {
+        for (&k, &node) in self.keys[from..].iter().zip(&self.nodes[from..]) {
+            let c = &mut row[node as usize];
+            *c = c.wrapping_add(key.cost(k));
+        }
+        if (from..self.len()).contains(&own) {
+            let c = &mut row[self.nodes[own] as usize];
+            *c = c.wrapping_sub(key.cost(key));
+        }
+    }
+}
+
+/// A move found by [`Rebalance::best_move`]: (address, destination, new source imbalance, new
 /// destination imbalance).
 type Move = (usize, usize, u32, u32);
+
+/// How far an address's row of sums is from being usable by rebalancing.
+#[derive(Clone, Copy)]
+enum Row {
+    /// Up to date for its holder's column and every candidate's.
+    Ready,
+    /// Assigned in phase 1: complete once the log entries from this index on are added.
+    Sync(usize),
+    /// Held before the run: to be computed from the current holders.
+    Compute,
+}
+
+/// Rebalancing state. Rows are brought up to date only when read: the sums are additive (with
+/// wrapping arithmetic, so in any order), hence moves can be applied to every row at once and
+/// the rest added later.
+struct Rebalance<'k, K> {
+    n: usize,
+    keys: &'k [K],
+    cands: Vec<usize>,
+    /// Row-major: `dsum[x * n + node]` = Σ cost(x, t) over t held by node, t ≠ x; read only for
+    /// x's holder and the candidates (a move only goes to a candidate).
+    dsum: Vec<u32>,
+    rows: Vec<Row>,
+    log: Log<K>,
+    /// Per address, its place in phase 1's log (`usize::MAX`: none).
+    own: Vec<usize>,
+    /// Per node, the addresses it holds, in CTDB order.
+    by_node: Vec<Vec<usize>>,
+    /// The least possible cost of a pair of these addresses.
+    min_cost: u32,
+}
+
+impl<K: Key> Rebalance<'_, K> {
+    fn ensure(&mut self, x: usize) {
+        let n = self.n;
+        let row = &mut self.dsum[x * n..(x + 1) * n];
+        match self.rows[x] {
+            Row::Ready => return,
+            Row::Sync(from) => self.log.sync(row, self.keys[x], from, self.own[x]),
+            Row::Compute => {
+                let holder = self
+                    .by_node
+                    .iter()
+                    .position(|h| h.binary_search(&x).is_ok());
+                for node in holder.into_iter().chain(self.cands.iter().copied()) {
+                    let mut sum = 0u32;
+                    for &t in &self.by_node[node] {
+                        if t != x {
+                            sum = sum.wrapping_add(self.keys[x].cost(self.keys[t]));
+                        }
+                    }
+                    row[node] = sum;
+                }
+            }
+        }
+        self.rows[x] = Row::Ready;
+    }
+
+    /// The best move of one of `src`'s addresses to a candidate: it must leave the destination
+    /// below the source's current imbalance and cost the destination less than it costs the
+    /// source; among those, least total resulting imbalance, first found on ties.
+    fn best_move(&mut self, w: &Work<'_>, imbalance: &[u32], src: usize) -> Option<Move> {
+        let n = self.n;
+        let src_now = imbalance[src];
+        // A destination d gains at least count(d) × min_cost; where CTDB's 32-bit sum cannot
+        // wrap, that rules d out if it reaches the source's imbalance, without reading rows.
+        let possible: Vec<usize> = self
+            .cands
+            .iter()
+            .copied()
+            .filter(|&d| {
+                let count = self.by_node[d].len() as u64;
+                let now = u64::from(imbalance[d]);
+                let cannot_wrap = now + count * 16384 <= u64::from(u32::MAX);
+                !(cannot_wrap && now + count * u64::from(self.min_cost) >= u64::from(src_now))
+            })
+            .collect();
+        if possible.is_empty() {
+            return None;
+        }
+        let mut best: Option<Move> = None;
+        for i in 0..self.by_node[src].len() {
+            let x = self.by_node[src][i];
+            if !possible.iter().any(|&d| w.can_takeover(d, x)) {
+                continue;
+            }
+            self.ensure(x);
+            let row = &self.dsum[x * n..(x + 1) * n];
+            let src_dsum = row[src];
+            let src_imbl = src_now.wrapping_sub(src_dsum);
+            for &d in &possible {
+                if !w.can_takeover(d, x) {
+                    continue;
+                }
+                let dst_dsum = row[d];
+                let dst_imbl = imbalance[d].wrapping_add(dst_dsum);
+                if dst_imbl < src_now
+                    && dst_dsum < src_dsum
+                    && best.map_or(true, |(_, _, bs, bd)| {
+                        src_imbl.wrapping_add(dst_imbl) < bs.wrapping_add(bd)
+                    })
+                {
+                    best = Some((x, d, src_imbl, dst_imbl));
+                }
+            }
+        }
+        best
+    }
+
+    /// Moves x from s to d in every row's sums and in the holder lists.
+    fn apply(&mut self, x: usize, s: usize, d: usize) {
+        let n = self.n;
+        let kx = self.keys[x];
+        for (row, &k) in self.dsum.chunks_exact_mut(n).zip(self.keys) {
+            let c = k.cost(kx);
+            row[s] = row[s].wrapping_sub(c);
+            row[d] = row[d].wrapping_add(c);
+        }
+        // x never costs itself: undo its own entries.
+        let own = kx.cost(kx);
+        self.dsum[x * n + s] = self.dsum[x * n + s].wrapping_add(own);
+        self.dsum[x * n + d] = self.dsum[x * n + d].wrapping_sub(own);
+        if let Ok(i) = self.by_node[s].binary_search(&x) {
+            self.by_node[s].remove(i);
+        }
+        if let Err(i) = self.by_node[d].binary_search(&x) {
+            self.by_node[d].insert(i, x);
+        }
+    }
+}
+
+/// A lower bound of every pair's distance: the words' leading bits that all keys share.
+fn min_cost(keys: &[u128]) -> u32 {
+    let first = keys.first().copied().unwrap_or(0);
+    let spread = keys.iter().fold(0u128, |acc, &k| acc | (k ^ first));
+    let d = key_distance(spread, 0);
+    d * d
+}
 
 /// Moves addresses from the most imbalanced nodes to candidates while that lowers both ends.
 fn failback<K: Key>(
@@ -239,46 +429,47 @@ fn failback<K: Key>(
     keys: &[K],
     imbalance: &mut [u32],
     candidates: &[bool],
-    phase1: Phase1,
+    phase1: Phase1<K>,
 ) {
     let (n, a) = (w.n, w.len());
     let cands: Vec<usize> = (0..n).filter(|&d| candidates[d]).collect();
-    let held: Vec<usize> = (0..a).filter(|&x| w.owner[x] != NONE).collect();
-    // Every move goes to a candidate that can take the address: if there is none, CTDB's loop
-    // finds nothing, so skip building the tables.
-    if !held
-        .iter()
-        .any(|&x| cands.iter().any(|&d| w.can_takeover(d, x)))
-    {
-        return;
-    }
-    // dsum[x * n + node] = Σ cost(x, t) over t held by node, t ≠ x. Only read for x's own node
-    // and the candidates; a move only goes to a candidate, so those stay the only ones needed.
-    let mut dsum = vec![0u32; n * a];
-    let mut from_phase1 = vec![false; a];
-    for (r, &x) in phase1.ips.iter().enumerate() {
-        from_phase1[x] = true;
-        dsum[x * n..(x + 1) * n].copy_from_slice(&phase1.dsum[r * n..(r + 1) * n]);
-    }
-    let mut by_node: Vec<Vec<(usize, K)>> = vec![Vec::new(); n];
-    for &x in &held {
-        by_node[w.owner[x] as usize].push((x, keys[x]));
-    }
-    for &x in held.iter().filter(|&&x| !from_phase1[x]) {
-        let own = w.owner[x] as usize;
-        for node in core::iter::once(own).chain(cands.iter().copied().filter(|&d| d != own)) {
-            let mut sum = 0u32;
-            for &(t, k) in &by_node[node] {
-                if t != x {
-                    sum = sum.wrapping_add(keys[x].cost(k));
-                }
-            }
-            dsum[x * n + node] = sum;
+    let mut by_node: Vec<Vec<usize>> = vec![Vec::new(); n];
+    for x in 0..a {
+        if w.owner[x] != NONE {
+            by_node[w.owner[x] as usize].push(x);
         }
     }
+    // Every move goes to a candidate that can take the address: if there is none, CTDB's loop
+    // finds nothing, so skip building the tables.
+    let movable = by_node
+        .iter()
+        .flatten()
+        .any(|&x| cands.iter().any(|&d| w.can_takeover(d, x)));
+    if !movable {
+        return;
+    }
+    let mut rows = vec![Row::Compute; a];
+    let mut own = vec![usize::MAX; a];
+    let mut dsum = vec![0u32; n * a];
+    for (r, &x) in phase1.ips.iter().enumerate() {
+        rows[x] = Row::Sync(phase1.synced[r]);
+        own[x] = phase1.own[r];
+        dsum[x * n..(x + 1) * n].copy_from_slice(&phase1.dsum[r * n..(r + 1) * n]);
+    }
+    let mut rb = Rebalance {
+        n,
+        keys,
+        cands,
+        dsum,
+        rows,
+        log: phase1.log,
+        own,
+        by_node,
+        min_cost: min_cost(w.keys),
+    };
     // Every move lowers the sum of two imbalances, so CTDB's loop ends; the cap only guards
-    // against the 32-bit sums wrapping, where that argument fails.
-    let limit = held.len().saturating_mul(64).saturating_add(1 << 16);
+    // against the 32-bit imbalance sums wrapping, where that argument fails.
+    let limit = a.saturating_mul(64).saturating_add(1 << 16);
     let mut moves = 0usize;
     let mut order: Vec<usize> = Vec::with_capacity(n);
     loop {
@@ -291,7 +482,7 @@ fn failback<K: Key>(
             if imbalance[s] == 0 {
                 break; // the rest are 0 too: nothing to gain
             }
-            if let Some(m) = best_move(w, imbalance, &held, &dsum, &cands, s) {
+            if let Some(m) = rb.best_move(w, imbalance, s) {
                 found = Some((s, m));
                 break;
             }
@@ -312,59 +503,11 @@ fn failback<K: Key>(
                 dst_imbl.wrapping_sub(old_d) as i32,
             )),
         });
-        let kx = keys[x];
-        for (row, &k) in dsum.chunks_exact_mut(n).zip(keys) {
-            let c = k.cost(kx);
-            row[s] = row[s].wrapping_sub(c);
-            row[d] = row[d].wrapping_add(c);
-        }
-        // x never costs itself: undo its own entries.
-        let own = kx.cost(kx);
-        dsum[x * n + s] = dsum[x * n + s].wrapping_add(own);
-        dsum[x * n + d] = dsum[x * n + d].wrapping_sub(own);
+        rb.apply(x, s, d);
         moves += 1;
         if moves >= limit {
             w.events.push(Event::RebalanceLimit);
             break;
         }
     }
-}
-
-/// The best move of one of `src`'s addresses to a candidate: it must leave the destination
-/// below the source's current imbalance and cost the destination less than it costs the
-/// source; among those, least total resulting imbalance, first found on ties.
-fn best_move(
-    w: &Work<'_>,
-    imbalance: &[u32],
-    held: &[usize],
-    dsum: &[u32],
-    cands: &[usize],
-    src: usize,
-) -> Option<Move> {
-    let n = w.n;
-    let src_now = imbalance[src];
-    let mut best: Option<Move> = None;
-    for &x in held {
-        if w.owner[x] as usize != src {
-            continue;
-        }
-        let src_dsum = dsum[x * n + src];
-        let src_imbl = src_now.wrapping_sub(src_dsum);
-        for &d in cands {
-            if !w.can_takeover(d, x) {
-                continue;
-            }
-            let dst_dsum = dsum[x * n + d];
-            let dst_imbl = imbalance[d].wrapping_add(dst_dsum);
-            if dst_imbl < src_now
-                && dst_dsum < src_dsum
-                && best.map_or(true, |(_, _, bs, bd)| {
-                    src_imbl.wrapping_add(dst_imbl) < bs.wrapping_add(bd)
-                })
-            {
-                best = Some((x, d, src_imbl, dst_imbl));
-            }
-        }
-    }
-    best
 }
