@@ -24,8 +24,8 @@ trait Key: Copy {
     fn cost(self, other: Self) -> u32;
 }
 
-/// Keys below 2³² (all IPv4): the three upper words are equal, so the distance is
-/// `96 + clz32(a ^ b)` and the cost one table lookup.
+/// Keys that differ in one word only (all IPv4; IPv6 within one /96), that word alone: the
+/// other three add 32 each, so the distance is `96 + clz32(a ^ b)`, the cost one table lookup.
 impl Key for u32 {
     fn cost(self, other: u32) -> u32 {
         V4_COST[(self ^ other).leading_zeros() as usize]
@@ -42,6 +42,15 @@ const V4_COST: [u32; 33] = {
     t
 };
 
+/// Keys that differ in at most two words, packed: the other two add 32 each.
+impl Key for u64 {
+    fn cost(self, other: u64) -> u32 {
+        let x = self ^ other;
+        let d = 64 + ((x >> 32) as u32).leading_zeros() + (x as u32).leading_zeros();
+        d * d
+    }
+}
+
 impl Key for u128 {
     fn cost(self, other: u128) -> u32 {
         let d = key_distance(self, other);
@@ -51,12 +60,31 @@ impl Key for u128 {
 
 pub(super) fn run(w: &mut Work<'_>, options: &Options) {
     w.unassign_unsuitable();
-    if w.keys.iter().all(|&k| k <= u128::from(u32::MAX)) {
-        let keys: Vec<u32> = w.keys.iter().map(|&k| k as u32).collect();
-        run_with(w, options, &keys);
-    } else {
-        let keys = w.keys.to_vec();
-        run_with(w, options, &keys);
+    // A distance is a sum over the four 32-bit words, and a word on which all keys agree adds
+    // 32 to every pair: keep only the words that vary, in a narrower key when one or two do
+    // (all IPv4; IPv6 within one prefix).
+    let first = w.keys.first().copied().unwrap_or(0);
+    let spread = w.keys.iter().fold(0u128, |acc, &k| acc | (k ^ first));
+    let word = |k: u128, i: usize| (k >> (96 - 32 * i)) as u32;
+    let varying: Vec<usize> = (0..4).filter(|&i| word(spread, i) != 0).collect();
+    match varying[..] {
+        [] | [_] => {
+            let i = varying.first().copied().unwrap_or(3);
+            let keys: Vec<u32> = w.keys.iter().map(|&k| word(k, i)).collect();
+            run_with(w, options, &keys);
+        }
+        [i, j] => {
+            let keys: Vec<u64> = w
+                .keys
+                .iter()
+                .map(|&k| (u64::from(word(k, i)) << 32) | u64::from(word(k, j)))
+                .collect();
+            run_with(w, options, &keys);
+        }
+        _ => {
+            let keys = w.keys.to_vec();
+            run_with(w, options, &keys);
+        }
     }
 }
 
