@@ -53,39 +53,53 @@ fn node_state() -> impl Strategy<Value = NodeState> {
     })
 }
 
-/// Addresses clustered in a few IPv4 and IPv6 subnets, so that LCP2's distances vary.
-fn address() -> impl Strategy<Value = IpAddr> {
-    prop_oneof![
-        4 => (0u8..3, any::<u8>()).prop_map(|(net, host)| IpAddr::V4(Ipv4Addr::new(192, 168, 20 + net, host))),
-        2 => (any::<u8>(), any::<u8>()).prop_map(|(a, b)| IpAddr::V4(Ipv4Addr::new(10, a, 0, b))),
-        2 => (0u16..3, any::<u16>()).prop_map(|(net, host)| IpAddr::V6(Ipv6Addr::new(0xfd00, 0, 0, net, 0, 0, 0, host))),
-        1 => any::<u128>().prop_map(|x| IpAddr::V6(Ipv6Addr::from(x))),
-    ]
+/// Addresses clustered in a few IPv4 and IPv6 subnets, so that LCP2's distances vary. `mode`
+/// picks the mix, so that each of the allocator's key widths is exercised: 0 = anything,
+/// 1 = IPv4 (one varying word), 2 = IPv6 varying in two words, 3 = IPv6 in one /96.
+fn address(mode: u8) -> BoxedStrategy<IpAddr> {
+    let v4 = (0u8..3, any::<u8>())
+        .prop_map(|(net, host)| IpAddr::V4(Ipv4Addr::new(192, 168, 20 + net, host)));
+    let v4b = (any::<u8>(), any::<u8>()).prop_map(|(a, b)| IpAddr::V4(Ipv4Addr::new(10, a, 0, b)));
+    let v6 = (0u16..3, any::<u16>())
+        .prop_map(|(net, host)| IpAddr::V6(Ipv6Addr::new(0xfd00, 0, 0, net, 0, 0, 0, host)));
+    let v6_96 = (any::<u16>(), any::<u16>())
+        .prop_map(|(a, b)| IpAddr::V6(Ipv6Addr::new(0xfd00, 0, 0, 7, 0, 0, a, b)));
+    let any6 = any::<u128>().prop_map(|x| IpAddr::V6(Ipv6Addr::from(x)));
+    match mode {
+        1 => prop_oneof![v4, v4b].boxed(),
+        2 => v6.boxed(),
+        3 => v6_96.boxed(),
+        _ => prop_oneof![4 => v4, 2 => v4b, 2 => v6, 1 => v6_96, 1 => any6].boxed(),
+    }
 }
 
 fn cluster(max_nodes: usize, max_addrs: usize) -> impl Strategy<Value = Cluster> {
-    prop::collection::vec(node_state(), 1..=max_nodes).prop_flat_map(move |nodes| {
-        let n = nodes.len() as u32;
-        let entry = (
-            address(),
-            prop::option::weighted(0.7, 0..n + 1), // n = "a node that does not exist"
-            prop::option::weighted(0.4, prop::collection::vec(0..n, 0..=n as usize)),
-        );
-        (Just(nodes), prop::collection::vec(entry, 0..=max_addrs)).prop_map(move |(nodes, raw)| {
-            let mut seen = std::collections::BTreeSet::new();
-            let addrs = raw
-                .into_iter()
-                .filter(|(a, _, _)| seen.insert(pharos_core::ipalloc::sort_key(*a)))
-                .map(|(addr, cur, on)| ConfiguredAddress {
-                    addr,
-                    // A holder past the last node: no node claims it, so it is unassigned.
-                    current: cur.map(Pnn),
-                    nodes: on.map(|l| l.into_iter().map(Pnn).collect()),
-                })
-                .collect();
-            Cluster { nodes, addrs }
-        })
-    })
+    (prop::collection::vec(node_state(), 1..=max_nodes), 0u8..4).prop_flat_map(
+        move |(nodes, mode)| {
+            let n = nodes.len() as u32;
+            let entry = (
+                address(mode),
+                prop::option::weighted(0.7, 0..n + 1), // n = "a node that does not exist"
+                prop::option::weighted(0.4, prop::collection::vec(0..n, 0..=n as usize)),
+            );
+            (Just(nodes), prop::collection::vec(entry, 0..=max_addrs)).prop_map(
+                move |(nodes, raw)| {
+                    let mut seen = std::collections::BTreeSet::new();
+                    let addrs = raw
+                        .into_iter()
+                        .filter(|(a, _, _)| seen.insert(pharos_core::ipalloc::sort_key(*a)))
+                        .map(|(addr, cur, on)| ConfiguredAddress {
+                            addr,
+                            // A holder past the last node: no node claims it, so it is unassigned.
+                            current: cur.map(Pnn),
+                            nodes: on.map(|l| l.into_iter().map(Pnn).collect()),
+                        })
+                        .collect();
+                    Cluster { nodes, addrs }
+                },
+            )
+        },
+    )
 }
 
 fn options(n: usize) -> impl Strategy<Value = Options> {
