@@ -6,10 +6,11 @@
 //! at the start of the run (or are forced), while a move lowers both ends' cost.
 //!
 //! CTDB recomputes every sum from scratch at each step (cubic time). Here the sums
-//! ("dsum": what an address costs, or would cost, on a node) are kept in node-major tables and
-//! updated incrementally with the same 32-bit wrapping arithmetic, so every decision is CTDB's.
-//! Only the sums a phase can read are computed: all columns for the addresses to assign; for
-//! rebalancing, each address's own node and the candidate nodes.
+//! ("dsum": what an address costs, or would cost, on a node) are kept in tables, one row per
+//! address, and brought up to date lazily, only when a decision reads them, with the same
+//! 32-bit wrapping arithmetic: every decision is CTDB's. Only the sums a phase can read are
+//! computed: every node's for the addresses to assign; for rebalancing, each address's holder's
+//! and the candidates'. The property tests compare this with a literal transcription of CTDB.
 
 use super::common::{Work, NONE};
 use super::{key_distance, Event, Options};
