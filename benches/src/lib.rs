@@ -56,6 +56,44 @@ pub fn scenario(nodes: usize, count: usize, algorithm: Algorithm) -> Scenario {
     }
 }
 
+/// Harder LCP2 inputs than the usual life of a cluster, for 64 nodes and 1024 addresses.
+pub struct Stress {
+    /// A fresh cluster with IPv6 addresses varying in two 32-bit words (no narrow keys).
+    pub ipv6_fresh: AllocInput,
+    /// Node 0 holds every address; the 63 others become healthy at once (1008 moves).
+    pub all_on_one: AllocInput,
+}
+
+/// Builds the [`Stress`] inputs.
+pub fn stress() -> Stress {
+    let healthy = vec![NodeState::healthy(); 64];
+    let v6: Vec<IpAddr> = (0..1024u16)
+        .map(|i| {
+            IpAddr::V6(std::net::Ipv6Addr::new(
+                0xfd00,
+                0,
+                0,
+                i / 64,
+                0,
+                0,
+                0,
+                i % 64 + 1,
+            ))
+        })
+        .collect();
+    let everywhere = |addrs: &[IpAddr], holder: Option<Pnn>| -> Vec<ConfiguredAddress> {
+        addrs
+            .iter()
+            .map(|&a| ConfiguredAddress::everywhere(a, holder))
+            .collect()
+    };
+    Stress {
+        ipv6_fresh: AllocInput::from_nodes(&healthy, &everywhere(&v6, None)).expect("valid"),
+        all_on_one: AllocInput::from_nodes(&healthy, &everywhere(&addresses(1024), Some(Pnn(0))))
+            .expect("valid"),
+    }
+}
+
 /// Whether node `pnn` holds anything in `input` (a sanity check of the scenarios).
 pub fn holds_any(input: &AllocInput, pnn: Pnn) -> bool {
     input.addresses().iter().any(|a| a.current == Some(pnn))
@@ -73,5 +111,8 @@ mod tests {
         assert!(!holds_any(&s.node_returns, Pnn(0)));
         assert!(holds_any(&s.node_returns, Pnn(1)));
         assert_eq!(addresses(65)[64], IpAddr::V4(Ipv4Addr::new(10, 0, 1, 1)));
+        let st = stress();
+        assert!(st.ipv6_fresh.addresses().iter().all(|a| a.addr.is_ipv6()));
+        assert!(holds_any(&st.all_on_one, Pnn(0)) && !holds_any(&st.all_on_one, Pnn(1)));
     }
 }
