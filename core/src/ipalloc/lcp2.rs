@@ -149,12 +149,29 @@ struct Phase1<K> {
 
 /// The cheapest node for an address given its row of sums: lowest cost, lowest PNN on ties.
 ///
+/// `everywhere`: every node can take the address (then eligibility need not be checked).
 /// With `hint` = (old minimum, old best node), when sums have only grown since that best was
 /// computed: a node now at the old minimum has not changed (nothing was below it), and nodes
 /// before the old best were strictly above it, so the first such node from the old best on is
 /// the answer. One pass either way: from the old best to the end (stopping there if found),
 /// then the nodes before it.
-fn best_node(w: &Work<'_>, ip: usize, row: &[u32], hint: Option<(u32, u32)>) -> Option<(u32, u32)> {
+fn best_node(
+    w: &Work<'_>,
+    ip: usize,
+    row: &[u32],
+    everywhere: bool,
+    hint: Option<(u32, u32)>,
+) -> Option<(u32, u32)> {
+    if everywhere {
+        // Every node may take the address: plain searches, which the compiler vectorises.
+        if let Some((v, b)) = hint {
+            if let Some(p) = row[b as usize..].iter().position(|&c| c == v) {
+                return Some((v, b + p as u32));
+            }
+        }
+        let min = row.iter().copied().min()?;
+        return row.iter().position(|&c| c == min).map(|p| (min, p as u32));
+    }
     let (start, target) = match hint {
         Some((v, b)) => (b as usize, Some(v)),
         None => (0, None),
@@ -234,10 +251,14 @@ fn allocate_unassigned<K: Key>(w: &mut Work<'_>, keys: &[K], imbalance: &mut [u3
     }
     // Per node, 1 + the log index of its latest assignment (0: none yet).
     let mut last_to = vec![0usize; n];
+    let everywhere: Vec<bool> = ips
+        .iter()
+        .map(|&ip| (0..n).all(|node| w.can_takeover(node, ip)))
+        .collect();
     let mut best: Vec<Option<(u32, u32)>> = Vec::with_capacity(rows);
     let mut heap = BinaryHeap::with_capacity(rows);
     for (r, row) in dsum.chunks_exact(n).enumerate() {
-        let b = best_node(w, ips[r], row, None);
+        let b = best_node(w, ips[r], row, everywhere[r], None);
         if let Some((c, _)) = b {
             heap.push(Reverse((c, r)));
         }
@@ -250,7 +271,7 @@ fn allocate_unassigned<K: Key>(w: &mut Work<'_>, keys: &[K], imbalance: &mut [u3
             let row = &mut dsum[r * n..(r + 1) * n];
             log.sync(row, row_keys[r], synced[r], own[r]);
             synced[r] = log.len();
-            best[r] = best_node(w, ips[r], row, Some((c, node)));
+            best[r] = best_node(w, ips[r], row, everywhere[r], Some((c, node)));
             if let Some((c, _)) = best[r] {
                 heap.push(Reverse((c, r)));
             }
