@@ -477,10 +477,13 @@ fn run_step(
     };
     let input = layout.build(&nodes)?;
     if let (Some(_), Some(derived)) = (&spec.input, &spec.derived) {
-        if let Some(diff) = compare_derived(&input, derived, n)? {
-            warnings.push(format!(
+        // Informational only when "input" is there: never a reason to refuse the case.
+        match compare_derived(&input, derived, n) {
+            Ok(None) => {}
+            Ok(Some(diff)) => warnings.push(format!(
                 "\"derived\" disagrees with \"input\" + \"nodes\" ({diff}); using the latter"
-            ));
+            )),
+            Err(e) => warnings.push(format!("\"derived\" is malformed ({e}); ignored")),
         }
     }
 
@@ -1132,6 +1135,29 @@ mod tests {
         assert!(err(t).contains("IPAllocAlgorithm"));
         let t = r#"{"steps":[{"nodes":[{}],"input":{"mode":"shared","ips":[]},"tunables":{"NoSuchThing":1}}]}"#;
         assert!(err(t).contains("unknown tunable"));
+    }
+
+    #[test]
+    fn stale_derived_block_is_only_a_warning() {
+        let t = r#"{"steps":[{"nodes":[{},{"flags":["STOPPED"]}],
+                   "input":{"mode":"shared","ips":[{"addr":"10.0.0.1","current_pnn":1}]},
+                   "derived":{"ips":[{"addr":"10.0.0.1","current_pnn":1,"available_on":[0,1]}]}}]}"#;
+        let done = run_case(&parse(t).unwrap()).unwrap();
+        let step = &done.steps[0].1;
+        assert!(
+            step.warnings.iter().any(|w| w.contains("disagrees")),
+            "{:?}",
+            step.warnings
+        );
+        // input + nodes win: node 1 is stopped, so the address moves to node 0.
+        assert_eq!(step.result.assignments()[0].pnn, Some(Pnn(0)));
+        let bad = t.replace("\"available_on\":[0,1]", "\"available_on\":[7]");
+        let done = run_case(&parse(&bad).unwrap()).unwrap();
+        assert!(done.steps[0]
+            .1
+            .warnings
+            .iter()
+            .any(|w| w.contains("malformed")));
     }
 
     #[test]
