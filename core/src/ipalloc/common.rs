@@ -111,7 +111,7 @@ impl<'a> Work<'a> {
             }
             let c = self.coverage[node];
             // Strict `<`: the first (lowest) PNN wins ties.
-            if best.map_or(true, |(b, _)| c < b) {
+            if best.is_none_or(|(b, _)| c < b) {
                 best = Some((c, node));
             }
         }

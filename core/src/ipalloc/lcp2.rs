@@ -182,14 +182,14 @@ fn best_node(
             if Some(c) == target {
                 return Some((c, node as u32));
             }
-            if high.map_or(true, |(b, _)| c < b) {
+            if high.is_none_or(|(b, _)| c < b) {
                 high = Some((c, node as u32));
             }
         }
     }
     let mut low: Option<(u32, u32)> = None;
     for (node, &c) in row.iter().enumerate().take(start) {
-        if w.can_takeover(node, ip) && low.map_or(true, |(b, _)| c < b) {
+        if w.can_takeover(node, ip) && low.is_none_or(|(b, _)| c < b) {
             low = Some((c, node as u32));
         }
     }
@@ -432,7 +432,7 @@ impl<K: Key> Rebalance<'_, K> {
                 let dst_imbl = imbalance[d].wrapping_add(dst_dsum);
                 if dst_imbl < src_now
                     && dst_dsum < src_dsum
-                    && best.map_or(true, |(_, _, bs, bd)| {
+                    && best.is_none_or(|(_, _, bs, bd)| {
                         src_imbl.wrapping_add(dst_imbl) < bs.wrapping_add(bd)
                     })
                 {

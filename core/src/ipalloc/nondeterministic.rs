@@ -36,10 +36,10 @@ fn basic_failback(w: &mut Work<'_>, num_ips: usize) {
                     continue;
                 }
                 let c = w.coverage[node];
-                if max.map_or(true, |(m, _)| c > m) {
+                if max.is_none_or(|(m, _)| c > m) {
                     max = Some((c, node));
                 }
-                if min.map_or(true, |(m, _)| c < m) {
+                if min.is_none_or(|(m, _)| c < m) {
                     min = Some((c, node));
                 }
             }
