@@ -32,7 +32,7 @@ impl Cluster {
     /// Whether `pnn` lists `addr` and can host addresses.
     fn eligible(&self, addr: IpAddr, pnn: Pnn) -> bool {
         let a = self.addrs.iter().find(|a| a.addr == addr).unwrap();
-        let listed = a.nodes.as_ref().map_or(true, |l| l.contains(&pnn));
+        let listed = a.nodes.as_ref().is_none_or(|l| l.contains(&pnn));
         listed && self.nodes[pnn.index()].can_host_ips()
     }
 }
