@@ -1,11 +1,14 @@
 //! Shared pieces of the pharos benchmarks: a counting allocator, an allocation-free in-process
-//! cluster ([`Mesh`]) and steady-state fixtures built on it.
+//! cluster ([`Mesh`]) and steady-state fixtures built on it, and the public-IP allocation
+//! scenarios ([`ipalloc`]).
 //!
 //! The allocator is a type, not a registered `#[global_allocator]`: each bench binary that wants
 //! allocation counts registers it itself (a program has only one global allocator).
 
+pub mod ipalloc;
 pub mod mesh;
 
+pub use ipalloc::{addresses, holds_any, scenario, stress, Scenario, Stress};
 pub use mesh::Mesh;
 
 use pharos_core::config::{NodesFile, Tunables};

@@ -135,6 +135,11 @@ fn text_seeds() {
     );
     write(
         "config_parsers",
+        "public-addresses",
+        b"# public addresses\n192.168.1.10/24 eth1,eth2\n  fd00::10/64\teth1 # IPv6\n\n10.0.0.1/32 bond0\r\n",
+    );
+    write(
+        "config_parsers",
         "bad-line",
         b"KeepaliveInterval=5\nnonsense\n",
     );

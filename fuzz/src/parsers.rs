@@ -1,6 +1,7 @@
 //! The text parsers: configuration files and control requests.
 
-use pharos_core::config::{parse_duration, NodesFile, Tunables, TUNABLES};
+use pharos_core::config::public_addresses::MAX_IFACE_LEN;
+use pharos_core::config::{parse_duration, NodesFile, PublicAddresses, Tunables, TUNABLES};
 use pharos_core::control::Request;
 use pharos_core::Pnn;
 use std::collections::HashSet;
@@ -10,19 +11,22 @@ fn line_count(text: &str) -> usize {
     text.lines().count()
 }
 
-/// `config_parsers`: the same text as a nodes file, a tunables file, and each line as a
-/// duration and a `NAME VALUE` assignment.
+/// `config_parsers`: the same text as a nodes file, a public_addresses file, a tunables file,
+/// and each line as a duration and a `NAME VALUE` assignment.
 ///
 /// Nothing panics; errors name a line of the text; a parsed nodes file numbers its slots in
 /// order, has a live node and no duplicate, and survives a round trip through
-/// [`NodesFile::from_addresses`]; a tunables file can only produce values that
-/// [`Tunables::set`] accepts again from their printed form.
-///
-/// The public_addresses parser is not fuzzed yet: `PublicAddresses::parse` does not exist on
-/// this branch (issue 4 is writing it). Add it here when it lands.
+/// [`NodesFile::from_addresses`]; a parsed public_addresses file has valid masks and interface
+/// names, no duplicate, and prints back as a file that parses to the same entries; a tunables
+/// file can only produce values that [`Tunables::set`] accepts again from their printed form.
 pub fn config_parsers(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
     let lines = line_count(&text);
+
+    match PublicAddresses::parse(&text) {
+        Ok(p) => check_public_addresses(&p, lines),
+        Err(e) => assert!(e.line >= 1 && e.line <= lines, "error line {}", e.line),
+    }
 
     match NodesFile::parse(&text) {
         Ok(nodes) => check_nodes(&text, &nodes),
@@ -57,6 +61,37 @@ pub fn config_parsers(data: &[u8]) {
                 assert_eq!(t, Tunables::default(), "a refused set changed something");
             }
         }
+    }
+}
+
+fn check_public_addresses(p: &PublicAddresses, lines: usize) {
+    let mut last_line = 0;
+    for a in &p.addresses {
+        assert!(a.line > last_line && a.line <= lines, "line {}", a.line);
+        last_line = a.line;
+        assert!(a.prefix_len <= if a.addr.is_ipv4() { 32 } else { 128 });
+        assert!(!a.interfaces.is_empty());
+        for i in &a.interfaces {
+            assert!(!i.is_empty() && i.len() <= MAX_IFACE_LEN, "{i:?}");
+            assert!(!i.contains([',', '/', ':']), "{i:?}");
+        }
+        assert_eq!(p.get(a.addr), Some(a), "duplicate {}", a.addr);
+    }
+    // Printed back, one line per address. The trailing comment word keeps an interface name
+    // from ending the line, where the line's trim would eat Unicode blanks in it.
+    let printed: String = p
+        .addresses
+        .iter()
+        .map(|a| format!("{}/{} {} #\n", a.addr, a.prefix_len, a.interfaces.join(",")))
+        .collect();
+    let again = PublicAddresses::parse(&printed)
+        .unwrap_or_else(|e| panic!("printed file does not parse: {e}\n{printed}"));
+    assert_eq!(again.len(), p.len());
+    for (x, y) in again.addresses.iter().zip(&p.addresses) {
+        assert_eq!(
+            (x.addr, x.prefix_len, &x.interfaces),
+            (y.addr, y.prefix_len, &y.interfaces)
+        );
     }
 }
 

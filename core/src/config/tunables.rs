@@ -155,7 +155,7 @@ tunables! {
     rerecovery_timeout: Duration = "RerecoveryTimeout", default Duration::from_secs(10), range 0, HOUR;
     /// How long a node stays banned after repeated recovery failures.
     recovery_ban_period: Duration = "RecoveryBanPeriod", default Duration::from_secs(300), range 0, 24 * HOUR;
-        /// Window in which repeated lock failures count towards a ban.
+    /// Window in which repeated lock failures count towards a ban.
     recovery_grace_period: Duration = "RecoveryGracePeriod", default Duration::from_secs(120), range 0, 24 * HOUR;
     /// Whether repeated failures may ban a node.
     enable_bans: Bool = "EnableBans", default true, range 0, 1;

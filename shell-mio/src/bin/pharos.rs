@@ -67,10 +67,24 @@ enum Command {
     },
     /// Undo `ban`.
     Unban,
+    /// Run the public-IP allocator offline on a case file (no daemon needed) and print the
+    /// allocation after every step.
+    Ipalloc {
+        /// Print a table instead of JSON.
+        #[arg(long)]
+        text: bool,
+        /// The case file (CTDB conformance format).
+        file: PathBuf,
+    },
 }
 
 fn run(args: Args) -> Result<ExitCode, String> {
+    if let Command::Ipalloc { text, file } = &args.command {
+        print!("{}", pharos_mio::ipalloc_case::run(file, *text)?);
+        return Ok(ExitCode::SUCCESS);
+    }
     let request = match &args.command {
+        Command::Ipalloc { .. } => unreachable!("handled above"),
         Command::Status => Request::Status,
         Command::Nodestatus { pnn: None } => Request::NodeStatus(None),
         Command::Nodestatus { pnn: Some(p) } if p == "all" => Request::NodeStatus(None),
@@ -130,7 +144,8 @@ fn run(args: Args) -> Result<ExitCode, String> {
         | Command::Stop
         | Command::Continue
         | Command::Ban { .. }
-        | Command::Unban => String::new(),
+        | Command::Unban
+        | Command::Ipalloc { .. } => String::new(),
         Command::Ping => {
             let pnn = cli::render_number(&answer, "pnn")?;
             format!(

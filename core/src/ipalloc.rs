@@ -1,2 +1,0 @@
-//! Public-IP allocation (CTDB's LCP2, deterministic and nondeterministic). Being written for
-//! issue 4.
