@@ -357,6 +357,40 @@ fn node_seeds() {
         Op::Deadline,
     ]);
     write("node_inputs", "follower", &program(0, &follower));
+
+    // A two-node cluster with TwoNode, alone: it wins, takes the lock, is disabled, then
+    // stopped, which steps it down and drops TwoNode quorum (found by the fuzzer).
+    let mut v = Vec::new();
+    NodeSetup {
+        shape: 2,
+        pnn: 0,
+        keepalive: 9,
+        limit: 3,
+        connect_timeout: 11,
+        reconnect: 11,
+        seed: 15,
+    }
+    .write(&mut v);
+    for op in [
+        Op::Control {
+            which: 16,
+            line: vec![],
+        },
+        Op::Leap(11),
+        Op::Control {
+            which: 21,
+            line: vec![],
+        },
+        Op::Lock(0),
+        Op::Control {
+            which: 23,
+            line: vec![],
+        },
+        Op::Deadline,
+    ] {
+        op.write(&mut v);
+    }
+    write("node_inputs", "two-node-stop", &v);
 }
 
 fn main() {
