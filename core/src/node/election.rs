@@ -66,6 +66,14 @@ impl Node {
     /// Brings quorum, recmaster and recovery mode in line with what changed. Runs after every
     /// event; cheap (a few passes over the node table) and allocation-free.
     pub(super) fn reconcile(&mut self) {
+        self.reconcile_quorum();
+        self.reconcile_recmaster();
+        // Stepping down releases the lock, which ends a TwoNode node's quorum: see it now.
+        self.reconcile_quorum();
+        self.reconcile_follower_mode();
+    }
+
+    fn reconcile_quorum(&mut self) {
         let q = self.quorate();
         if q != self.was_quorate {
             self.was_quorate = q;
@@ -76,8 +84,6 @@ impl Node {
                 self.actions.push_back(Action::ReleaseAllIps);
             }
         }
-        self.reconcile_recmaster();
-        self.reconcile_follower_mode();
     }
 
     fn reconcile_recmaster(&mut self) {

@@ -420,17 +420,15 @@ impl Node {
         if now < self.now {
             return Err(Error::TimeWentBackwards);
         }
+        // Misuse is refused before anything changes.
+        if let Event::Connected { peer } | Event::ConnectFailed { peer } = event {
+            self.check_remote(peer)?;
+        }
         self.now = now;
         match event {
             Event::Timeout => {}
-            Event::Connected { peer } => {
-                self.check_remote(peer)?;
-                self.on_connected(peer);
-            }
-            Event::ConnectFailed { peer } => {
-                self.check_remote(peer)?;
-                self.on_connect_failed(peer);
-            }
+            Event::Connected { peer } => self.on_connected(peer),
+            Event::ConnectFailed { peer } => self.on_connect_failed(peer),
             Event::Accepted { conn, addr } => self.on_accepted(conn, addr),
             Event::Frame { link, bytes } => self.on_frame(link, bytes),
             Event::BadStream { link } => self.on_bad_stream(link),
