@@ -45,7 +45,6 @@ pub use runner::{run, RunOutcome, RunSpec};
 use crate::config::{NodesFile, Tunables};
 use crate::control::{Request, Response};
 use crate::node::{Action, Event, LockResult, Node, NodeConfig, Transmit};
-use crate::quorum;
 use crate::rng::Rng;
 use crate::time::Instant;
 use crate::types::{ClientId, ConnId, Link, NodeFlags, Pnn};
@@ -354,6 +353,8 @@ struct Slot {
     inbox: VecDeque<Input>,
     /// Lock answers that reached a frozen client.
     held_lock: Vec<(u64, lock::Reply)>,
+    /// When `state` began.
+    since: Instant,
     slow: Duration,
     /// Processing of delayed inputs stays in order: none before this.
     floor: Instant,
@@ -383,7 +384,9 @@ pub struct World {
     queue: BinaryHeap<Entry>,
     slots: Vec<Slot>,
     obs: Vec<NodeObs>,
-    reach: Vec<bool>,
+    /// `votes_lost[i][j]`: `None` while j counts as a vote for i (running, both paths up),
+    /// else since when it does not.
+    votes_lost: Vec<Vec<Option<Instant>>>,
     net: Net,
     lock: LockService,
     hosting: Hosting,
@@ -452,6 +455,7 @@ impl World {
                 life: 0,
                 inbox: VecDeque::new(),
                 held_lock: Vec::new(),
+                since: Instant::ZERO,
                 slow: Duration::ZERO,
                 floor: Instant::ZERO,
                 queued: 0,
@@ -469,7 +473,7 @@ impl World {
             queue: BinaryHeap::new(),
             slots,
             obs: alloc::vec![NodeObs::DOWN; n],
-            reach: alloc::vec![false; n],
+            votes_lost: alloc::vec![alloc::vec![Some(Instant::ZERO); n]; n],
             net: Net::new(n, cfg.net.clone()),
             lock: LockService::new(n, cfg.lock),
             hosting: Hosting::new(n, cfg.ips.clone(), cfg.ip_lease),
@@ -815,7 +819,7 @@ impl World {
             nodes: &self.obs,
             lock: self.lock.holder(self.now),
             hosting: &self.hosting,
-            reach_quorum: &self.reach,
+            votes_lost: &self.votes_lost,
             bounds: &self.bounds,
         };
         if let Err((rule, message)) = self.checker.check(&snap) {
@@ -856,21 +860,23 @@ impl World {
         }
     }
 
-    /// Ground truth: who can exchange segments both ways with enough running daemons for a
-    /// majority (a frozen daemon is no vote: it sends nothing).
+    /// Ground truth: which running daemons each node can exchange segments with both ways (a
+    /// frozen daemon is no vote: it sends nothing), and since when the others are not.
     fn update_reach(&mut self) {
         let n = self.cfg.nodes;
         for i in 0..n {
-            let votes = 1
-                + (0..n)
-                    .filter(|&j| {
-                        j != i
-                            && self.slots[j].state == NodeState::Running
-                            && self.net.path(i, j)
-                            && self.net.path(j, i)
-                    })
-                    .count();
-            self.reach[i] = quorum::has_majority(votes, n);
+            for j in 0..n {
+                let vote = i != j
+                    && self.slots[j].state == NodeState::Running
+                    && self.net.path(i, j)
+                    && self.net.path(j, i);
+                let v = &mut self.votes_lost[i][j];
+                if vote {
+                    *v = None;
+                } else if v.is_none() {
+                    *v = Some(self.now);
+                }
+            }
         }
     }
 
@@ -879,11 +885,13 @@ impl World {
         let o = match &s.node {
             None => NodeObs {
                 state: s.state,
+                since: s.since,
                 life: s.life,
                 ..NodeObs::DOWN
             },
             Some(n) => NodeObs {
                 state: s.state,
+                since: s.since,
                 life: s.life,
                 holds_lock: n.holds_lock(),
                 acting: n.is_acting_recmaster(),
@@ -951,6 +959,7 @@ impl World {
         let s = &mut self.slots[i];
         s.node = Some(node);
         s.state = NodeState::Running;
+        s.since = self.now;
         s.life = life;
         s.inbox.clear();
         s.held_lock.clear();
@@ -960,6 +969,7 @@ impl World {
         s.lock_timer = None;
         self.trace
             .record(self.now, &N(i), format_args!("started (life {life})"));
+        self.update_reach();
         self.drain(i);
         self.observe(i);
         self.arm_timer(i);
@@ -980,6 +990,8 @@ impl World {
                 let mut outs = core::mem::take(&mut self.lock_outs);
                 self.lock.release(self.now, i, &mut |o| outs.push(o));
                 self.lock_outs = outs;
+                // The process exits: an fcntl lock goes with it even if the release was lost.
+                self.lock.holder_died(i);
             }
             Kill::Crash => {
                 self.lock.holder_died(i);
@@ -1002,6 +1014,7 @@ impl World {
         } else {
             NodeState::Down
         };
+        s.since = self.now;
         s.inbox.clear();
         s.held_lock.clear();
         s.queued = 0;
@@ -1027,6 +1040,7 @@ impl World {
             return;
         }
         self.slots[i].state = NodeState::Frozen;
+        self.slots[i].since = self.now;
         if let Some(t) = self.hosting.daemon_gone(i, self.now) {
             self.push(t, Pending::Lapse);
         }
@@ -1038,6 +1052,7 @@ impl World {
             return;
         }
         self.slots[i].state = NodeState::Running;
+        self.slots[i].since = self.now;
         self.hosting.daemon_back(i, self.now);
         let life = self.slots[i].life;
         // The lock client first, as the shell would: what it heard while stopped, then its
@@ -1276,6 +1291,8 @@ impl World {
         }
         self.slots[i].node = Some(node);
         self.flush_lock();
+        // The node may have asked the lock client for something that sent nothing (cut).
+        self.arm_lock_timer(i);
         self.observe(i);
         self.arm_timer(i);
     }
@@ -1293,6 +1310,7 @@ impl World {
         }
         self.slots[i].node = Some(node);
         self.flush_lock();
+        self.arm_lock_timer(i);
     }
 
     fn transmit(&mut self, i: usize, t: &Transmit) {
@@ -1424,10 +1442,9 @@ impl World {
                         },
                     ),
                     lock::Out::Result { node, result } => {
-                        let life = self.slots[node].life;
                         self.trace
                             .record(self.now, &"lock", format_args!("n{node} {result:?}"));
-                        self.to_node(node, life, Input::Lock(result));
+                        self.lock_now(node, result);
                     }
                 }
                 let node = match o {
@@ -1618,8 +1635,9 @@ impl World {
         }
     }
 
-    /// The lock client tells node `i` something that cannot wait (it learnt the lock is gone):
-    /// past any queued input unless that would reorder lock news.
+    /// The lock client tells node `i` something: lock news cannot wait behind frames held
+    /// during a freeze (the node would act on a lock it no longer has), but it keeps its place
+    /// behind earlier news still in a slow node's pipeline.
     fn lock_now(&mut self, i: usize, r: LockResult) {
         let s = &self.slots[i];
         if s.node.is_none() {

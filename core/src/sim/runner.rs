@@ -1,7 +1,8 @@
 //! One seeded run of a random fault mix: what the `sim` example and the CI sweep execute.
 //!
 //! Everything about a run follows from `(seed, nodes, mix, seconds)`: the lock service (fcntl
-//! or lease, drawn from the seed), the fault schedule (faults from 3 s, a warm-up in which the
+//! or lease with a 5 s TTL, drawn from the seed), the tunables (the defaults, but a 5 s
+//! RecoveryBanPeriod so that bans end within a run), the fault schedule (faults from 3 s, a warm-up in which the
 //! cluster forms, until `seconds - settle`, then all clear), and every random draw of the
 //! network. The last `settle = reconnect + converge + 2 s` are quiet, so that liveness is
 //! checked within every run long enough to hold it.
@@ -66,7 +67,11 @@ impl RunSpec {
         } else {
             LockKind::lease(Duration::from_secs(5))
         };
+        let mut t = crate::config::Tunables::default();
+        // CTDB's 300 s ban would outlast most runs; a ban still has to end within the run.
+        t.recovery_ban_period = Duration::from_secs(5);
         let cfg = SimConfig::new(self.nodes)
+            .tunables(t)
             .seed(self.seed)
             .lock(lock)
             .replay(self.replay_command());

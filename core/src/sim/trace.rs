@@ -38,6 +38,13 @@ impl fmt::Display for Secs {
     }
 }
 
+impl Secs {
+    /// Without the alignment padding.
+    pub fn to_string_trimmed(self) -> alloc::string::String {
+        alloc::format!("{self}").trim_start().into()
+    }
+}
+
 /// A duration as the reports print it (`1.250s`, `3ms`).
 #[derive(Clone, Copy, Debug)]
 pub struct Dur(pub core::time::Duration);

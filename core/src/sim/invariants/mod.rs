@@ -42,6 +42,8 @@ pub enum NodeState {
 pub struct NodeObs {
     /// Process state.
     pub state: NodeState,
+    /// When that state began (start, freeze, thaw, death).
+    pub since: Instant,
     /// Which life of the daemon (unique across the run; bumped at every start).
     pub life: u64,
     /// `Node::holds_lock`.
@@ -62,6 +64,7 @@ impl NodeObs {
     /// A node with no daemon.
     pub const DOWN: NodeObs = NodeObs {
         state: NodeState::Down,
+        since: Instant::ZERO,
         life: 0,
         holds_lock: false,
         acting: false,
@@ -105,8 +108,9 @@ pub struct Snapshot<'a> {
     pub lock: Option<Holder>,
     /// Which host has which address.
     pub hosting: &'a Hosting,
-    /// Ground truth: node i can reach (both ways) enough running nodes for a majority.
-    pub reach_quorum: &'a [bool],
+    /// Ground truth: `votes_lost[i][j]` is `None` while node j's running daemon can exchange
+    /// segments with node i both ways (a vote i may count), else since when it cannot.
+    pub votes_lost: &'a [Vec<Option<Instant>>],
     /// The bounds of this run.
     pub bounds: &'a Bounds,
 }
@@ -167,7 +171,7 @@ impl Checker {
                 Box::new(recmaster::OneRecmasterPerGeneration::new(n)),
                 Box::new(generation::GenerationsGrow::new(n)),
                 Box::new(hosting::NoAddressTwice::default()),
-                Box::new(quorum::ReleaseWithoutQuorum::new(n)),
+                Box::new(quorum::ReleaseWithoutQuorum),
             ],
         }
     }
@@ -195,12 +199,10 @@ pub struct Bounds {
     pub max_slow: Duration,
     /// How long after its addresses' daemon stopped renewing they lapse.
     pub ip_lease: Duration,
-    /// A node notices that it is cut off within this:
-    /// `(KeepaliveLimit + 1) x KeepaliveInterval + max_delay + 2 x max_slow`.
+    /// A node notices that it lost a peer (it stops counting it) within this:
+    /// `(KeepaliveLimit + 1) x KeepaliveInterval + max_delay + 2 x max_slow`. A running node
+    /// that cannot count on a majority any more releases its addresses within it too.
     pub detect: Duration,
-    /// A running node that cannot reach a majority hosts nothing this long after it became
-    /// so: `max(detect, ip_lease)`.
-    pub release: Duration,
     /// After the faults stop, every running node is connected to every other within this:
     /// `detect + ConnectTimeout + ReconnectInterval + KeepaliveInterval + 4 x max_delay +
     /// 2 x max_slow`.
@@ -232,7 +234,6 @@ impl Bounds {
     pub fn derive(x: BoundInputs<'_>) -> Self {
         let t = x.tunables;
         let detect = t.keepalive_interval * (t.keepalive_limit + 1) + x.max_delay + x.max_slow * 2;
-        let release = detect.max(x.ip_lease);
         let reconnect = detect
             + t.connect_timeout
             + t.reconnect_interval
@@ -251,6 +252,10 @@ impl Bounds {
                 + t.recover_interval
                 + t.rerecovery_timeout
                 + x.max_delay * 4;
+            if t.enable_bans {
+                // Lock failures during the faults may have banned every candidate.
+                converge += t.recovery_ban_period;
+            }
         }
         if x.caps.takeover {
             converge += t.takeover_timeout + x.ip_lease;
@@ -260,7 +265,6 @@ impl Bounds {
             max_slow: x.max_slow,
             ip_lease: x.ip_lease,
             detect,
-            release,
             reconnect,
             converge,
         }
@@ -273,12 +277,13 @@ impl Bounds {
             (true, false) => {
                 "2 x KeepaliveInterval + 2 x ElectionTimeout + (lock timeout + RecoverInterval + \
                  lease TTL + 2 x lock latency) + RecoverInterval + RerecoveryTimeout + \
-                 6 x max_delay + 2 x max_slow"
+                 RecoveryBanPeriod (if EnableBans) + 6 x max_delay + 2 x max_slow"
             }
             (true, true) => {
                 "2 x KeepaliveInterval + 2 x ElectionTimeout + (lock timeout + RecoverInterval + \
                  lease TTL + 2 x lock latency) + RecoverInterval + RerecoveryTimeout + \
-                 TakeoverTimeout + ip_lease + 6 x max_delay + 2 x max_slow"
+                 RecoveryBanPeriod (if EnableBans) + TakeoverTimeout + ip_lease + \
+                 6 x max_delay + 2 x max_slow"
             }
         }
     }
@@ -289,9 +294,8 @@ impl fmt::Display for Bounds {
         use super::trace::Dur;
         write!(
             f,
-            "detect={} release={} reconnect={} converge={} (max_delay={} max_slow={} ip_lease={})",
+            "detect={} reconnect={} converge={} (max_delay={} max_slow={} ip_lease={})",
             Dur(self.detect),
-            Dur(self.release),
             Dur(self.reconnect),
             Dur(self.converge),
             Dur(self.max_delay),

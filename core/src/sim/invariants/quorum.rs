@@ -1,10 +1,13 @@
 //! A node without quorum hosts nothing after its release deadline.
 //!
-//! "Without quorum" is the ground truth, not the node's belief: a running daemon that cannot
-//! exchange segments both ways with enough running peers to make a majority of the cluster.
-//! From the instant it is so cut off (or is thawed or started while cut off), it has
-//! [`super::Bounds::release`] to notice and release its addresses. A frozen or dead daemon owes
-//! nothing: its addresses lapse by themselves at the end of their lease.
+//! "Without quorum" is the ground truth, not the node's belief, with the slack a node needs to
+//! notice: a peer it lost (a cut path, a dead or frozen daemon) may still count as a vote for
+//! up to [`super::Bounds::detect`], and a daemon that was just started or thawed may hold stale
+//! views for as long. So a running daemon must host nothing from
+//! `max(L, since) + detect` on, where `since` is when it last started or was thawed and `L`
+//! is when the last vote it needs for a majority was lost (the k-th most recent loss, k being
+//! how many lost peers it would need besides those it can still reach). A frozen or dead
+//! daemon owes nothing: its addresses lapse by themselves at the end of their lease.
 
 use super::{Invariant, Snapshot};
 use crate::sim::trace::{Dur, Secs};
@@ -15,19 +18,33 @@ use alloc::vec::Vec;
 use core::fmt::Write;
 
 /// See the module documentation.
-#[derive(Clone, Debug)]
-pub struct ReleaseWithoutQuorum {
-    /// Per node: since when its running daemon has been cut off from a majority.
-    cut_since: Vec<Option<(u64, Instant)>>,
-}
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ReleaseWithoutQuorum;
 
-impl ReleaseWithoutQuorum {
-    /// For `n` nodes.
-    pub fn new(n: usize) -> Self {
-        ReleaseWithoutQuorum {
-            cut_since: alloc::vec![None; n],
+/// When node `i` must host nothing any more (if it cannot count on a majority), given the
+/// ground truth in `s`; `None` while it may still count on one.
+pub fn release_deadline(s: &Snapshot<'_>, i: usize) -> Option<Instant> {
+    let n = s.nodes.len();
+    let needed = n / 2; // others, besides itself, for a strict majority
+    let mut reachable = 0;
+    let mut lost: Vec<Instant> = Vec::new();
+    for j in 0..n {
+        if j == i {
+            continue;
+        }
+        match s.votes_lost[i][j] {
+            None => reachable += 1,
+            Some(t) => lost.push(t),
         }
     }
+    if reachable >= needed {
+        return None;
+    }
+    let k = needed - reachable;
+    // Most recent first: the k-th is the last loss that still leaves a majority possible.
+    lost.sort_unstable_by(|a, b| b.cmp(a));
+    let last = *lost.get(k - 1)?;
+    Some(last.max(s.nodes[i].since) + s.bounds.detect)
 }
 
 impl Invariant for ReleaseWithoutQuorum {
@@ -37,36 +54,38 @@ impl Invariant for ReleaseWithoutQuorum {
 
     fn check(&mut self, s: &Snapshot<'_>) -> Result<(), String> {
         for (i, o) in s.nodes.iter().enumerate() {
-            if !o.active() || s.reach_quorum[i] {
-                self.cut_since[i] = None;
+            if !o.active() || !s.hosting.hosts_any(i) {
                 continue;
             }
-            let since = match self.cut_since[i] {
-                Some((life, t)) if life == o.life => t,
-                _ => {
-                    self.cut_since[i] = Some((o.life, s.now));
-                    s.now
-                }
+            let Some(deadline) = release_deadline(s, i) else {
+                continue;
             };
-            let deadline = since + s.bounds.release;
-            if s.now >= deadline && s.hosting.hosts_any(i) {
-                let mut ips = String::new();
-                for (ip, _) in s.hosting.hosted_by(i) {
-                    let _ = write!(ips, " {ip}");
-                }
-                return Err(format!(
-                    "n{i} has been cut off from a majority since {}s (it believes quorate={}) and \
-                     still hosts{ips} at {}s, past its release deadline {}s (release bound {} = \
-                     max(detect {}, ip_lease {}))",
-                    Secs(since),
-                    o.quorate,
-                    Secs(s.now),
-                    Secs(deadline),
-                    Dur(s.bounds.release),
-                    Dur(s.bounds.detect),
-                    Dur(s.bounds.ip_lease)
-                ));
+            if s.now < deadline {
+                continue;
             }
+            let mut ips = String::new();
+            for (ip, _) in s.hosting.hosted_by(i) {
+                let _ = write!(ips, " {ip}");
+            }
+            let mut votes = String::new();
+            for (j, l) in s.votes_lost[i].iter().enumerate() {
+                if j != i {
+                    let _ = match l {
+                        None => write!(votes, " n{j}:reachable"),
+                        Some(t) => write!(votes, " n{j}:lost@{}", Secs(*t).to_string_trimmed()),
+                    };
+                }
+            }
+            return Err(format!(
+                "n{i} cannot count on a majority (votes:{votes}; running since {}s, believes \
+                 quorate={}) and still hosts{ips} at {}s, past its release deadline {}s \
+                 (detect bound {})",
+                Secs(o.since).to_string_trimmed(),
+                o.quorate,
+                Secs(s.now).to_string_trimmed(),
+                Secs(deadline).to_string_trimmed(),
+                Dur(s.bounds.detect)
+            ));
         }
         Ok(())
     }
