@@ -319,6 +319,8 @@ enum Pending {
     Lapse,
     /// Liveness probe.
     Probe,
+    /// An invariant's deadline.
+    Check,
 }
 
 struct Entry {
@@ -401,6 +403,10 @@ pub struct World {
     violation: Option<Violation>,
     replies: Vec<(usize, Response)>,
     lock_outs: Vec<lock::Out>,
+    /// An invariant deadline is queued for then.
+    check_at: Option<Instant>,
+    /// Every fault applied, for reports.
+    faults: Vec<(Instant, Fault)>,
 }
 
 use lock::LockService;
@@ -488,6 +494,8 @@ impl World {
             violation: None,
             replies: Vec::new(),
             lock_outs: Vec::new(),
+            check_at: None,
+            faults: Vec::new(),
             cfg,
         }
     }
@@ -599,6 +607,15 @@ impl World {
             s += &format!("replay: {}\n", self.cfg.replay);
         }
         s += &format!("bounds: {}\n", self.bounds);
+        let skip = self.faults.len().saturating_sub(40);
+        s += &format!(
+            "faults ({} in all, the last {}):\n",
+            self.faults.len(),
+            self.faults.len() - skip
+        );
+        for (t, f) in &self.faults[skip..] {
+            s += &format!("{} * {f}\n", trace::Secs(*t));
+        }
         for (i, o) in self.obs.iter().enumerate() {
             s += &format!("  n{i}: {o}\n");
         }
@@ -801,6 +818,7 @@ impl World {
                     );
                 }
             }
+            Pending::Check => self.check_at = None,
             Pending::Probe => {
                 self.probe();
                 let next = self.now + self.cfg.probe_every;
@@ -824,6 +842,13 @@ impl World {
         };
         if let Err((rule, message)) = self.checker.check(&snap) {
             self.violate(rule, message);
+            return;
+        }
+        if let Some(t) = self.checker.next_deadline(&snap) {
+            if self.check_at.is_none_or(|c| t < c) {
+                self.check_at = Some(t);
+                self.push(t, Pending::Check);
+            }
         }
     }
 
@@ -1569,6 +1594,7 @@ impl World {
     fn fault(&mut self, f: Fault) {
         let now = self.now;
         self.trace.record(now, &"*", format_args!("{f}"));
+        self.faults.push((now, f.clone()));
         let n = self.cfg.nodes;
         match f {
             Fault::Crash(i) => self.kill(i, Kill::Crash),

@@ -121,6 +121,13 @@ pub trait Invariant {
     fn name(&self) -> &'static str;
     /// Checks the property after a step; `Err` explains the violation precisely.
     fn check(&mut self, s: &Snapshot<'_>) -> Result<(), String>;
+
+    /// The next instant at which the property could break with nothing else happening (a
+    /// deadline), so that the world checks exactly then.
+    fn next_deadline(&self, s: &Snapshot<'_>) -> Option<Instant> {
+        let _ = s;
+        None
+    }
 }
 
 /// A broken invariant.
@@ -179,6 +186,15 @@ impl Checker {
     /// Adds an invariant (tests may add their own).
     pub fn push(&mut self, inv: Box<dyn Invariant>) {
         self.list.push(inv);
+    }
+
+    /// The earliest deadline of any invariant after `s.now`.
+    pub fn next_deadline(&self, s: &Snapshot<'_>) -> Option<Instant> {
+        self.list
+            .iter()
+            .filter_map(|i| i.next_deadline(s))
+            .filter(|&t| t > s.now)
+            .min()
     }
 
     /// Checks every invariant; the first broken one wins.

@@ -52,6 +52,13 @@ impl Invariant for ReleaseWithoutQuorum {
         "release-without-quorum"
     }
 
+    fn next_deadline(&self, s: &Snapshot<'_>) -> Option<Instant> {
+        (0..s.nodes.len())
+            .filter(|&i| s.nodes[i].active() && s.hosting.hosts_any(i))
+            .filter_map(|i| release_deadline(s, i))
+            .min()
+    }
+
     fn check(&mut self, s: &Snapshot<'_>) -> Result<(), String> {
         for (i, o) in s.nodes.iter().enumerate() {
             if !o.active() || !s.hosting.hosts_any(i) {
