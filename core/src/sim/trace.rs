@@ -88,7 +88,14 @@ impl Trace {
     pub fn record(&mut self, now: Instant, who: &dyn fmt::Display, what: fmt::Arguments<'_>) {
         self.buf.clear();
         // Writing into a String cannot fail.
-        let _ = write!(self.buf, "{} {:<4} {}", Secs(now), who, what);
+        let _ = write!(self.buf, "{} ", Secs(now));
+        let start = self.buf.len();
+        let _ = write!(self.buf, "{who}");
+        // Pad by hand: a Display impl may ignore the width.
+        while self.buf.len() < start + 4 {
+            self.buf.push(' ');
+        }
+        let _ = write!(self.buf, " {what}");
         self.digest = fnv1a(self.digest, self.buf.as_bytes());
         self.digest = fnv1a(self.digest, b"\n");
         self.lines += 1;
