@@ -263,9 +263,14 @@ fn view(obs: NodeObs, connected: &[bool]) -> View {
 
 #[test]
 fn liveness_wants_reconnection_then_agreement_within_the_bounds() {
-    let b = bounds(Capabilities::CURRENT);
+    // Transport only: agreement on the recmaster may be agreement on none.
+    let caps = Capabilities {
+        election: false,
+        takeover: false,
+    };
+    let b = bounds(caps);
     let h = Hosting::new(3, vec![], Duration::from_secs(3));
-    let mut l = Liveness::new(secs(10.0), Capabilities::CURRENT);
+    let mut l = Liveness::new(secs(10.0), caps);
     let all = [true, true, true];
     let mut views: Vec<View> = (1..=3).map(|i| view(running(i), &all)).collect();
     views[0].connected[2] = false;
@@ -275,7 +280,7 @@ fn liveness_wants_reconnection_then_agreement_within_the_bounds() {
     let e = l.probe(late, &views, &h, &b).unwrap_err();
     assert!(e.contains("n0 does not see n2 connected"), "{e}");
     // Connected, but disagreeing on the generation past the convergence bound.
-    let mut l = Liveness::new(secs(10.0), Capabilities::CURRENT);
+    let mut l = Liveness::new(secs(10.0), caps);
     views[0].connected[2] = true;
     views[1].obs.generation = Generation(2);
     assert_eq!(l.probe(secs(11.0), &views, &h, &b), Ok(()));
@@ -285,7 +290,7 @@ fn liveness_wants_reconnection_then_agreement_within_the_bounds() {
     assert!(e.contains("disagree"), "{e}");
     // Agreeing: fine, and it records when.
     views[1].obs.generation = Generation(1);
-    let mut l = Liveness::new(secs(10.0), Capabilities::CURRENT);
+    let mut l = Liveness::new(secs(10.0), caps);
     assert_eq!(l.probe(secs(11.0), &views, &h, &b), Ok(()));
     assert_eq!(l.converged_at(), Some(secs(11.0)));
 }

@@ -154,7 +154,7 @@ mod tests {
     #[test]
     fn addresses_outlive_a_dead_daemon_until_their_lease_ends() {
         let ip: IpAddr = "10.0.0.1".parse().unwrap();
-        let t = |s| Instant::from_nanos(s * 1_000_000_000);
+        let t = |s: u64| Instant::from_nanos(s * 1_000_000_000);
         let mut h = Hosting::new(2, alloc::vec![ip], Duration::from_secs(3));
         h.take(0, ip, t(1));
         assert_eq!(h.daemon_gone(0, t(2)), Some(t(5)));
