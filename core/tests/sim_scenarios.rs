@@ -31,9 +31,11 @@ const ELECTION: Capabilities = Capabilities {
 
 /// A world for scenario `name` (its replay command names the test).
 fn world(n: usize, lock: LockKind, caps: Capabilities, name: &str) -> World {
-    let mut t = Tunables::default();
     // Bans last seconds, not minutes, so that a scenario sees the cluster recover.
-    t.recovery_ban_period = secs(5);
+    let t = Tunables {
+        recovery_ban_period: secs(5),
+        ..Default::default()
+    };
     let mut cfg = SimConfig::new(n)
         .tunables(t)
         .seed(1)
@@ -123,9 +125,11 @@ fn ctdb_clean_stop_is_detected_at_once() {
 #[test]
 fn ctdb_crash_is_detected_after_keepalive_interval_times_limit() {
     for (interval, limit) in [(1000, 3), (100, 3), (250, 5)] {
-        let mut t = Tunables::default();
-        t.keepalive_interval = Duration::from_millis(interval);
-        t.keepalive_limit = limit;
+        let t = Tunables {
+            keepalive_interval: Duration::from_millis(interval),
+            keepalive_limit: limit,
+            ..Default::default()
+        };
         let mut cfg = SimConfig::new(3).tunables(t).seed(interval);
         cfg.limits.worst_link = cfg.net.default;
         let mut w = World::new(cfg);

@@ -1181,7 +1181,7 @@ impl World {
     // ----- inputs -----
 
     /// An input for daemon `life` of node `i`, through its processing delay.
-    fn to_node(&mut self, i: usize, life: u64, input: Input) {
+    fn deliver(&mut self, i: usize, life: u64, input: Input) {
         let now = self.now;
         let s = &mut self.slots[i];
         if s.node.is_none() || s.life != life {
@@ -1521,7 +1521,7 @@ impl World {
                         // The kernel accepts even for a stopped process.
                         self.net.accept(conn);
                         self.send_seg(conn, 1, Segment::SynAck);
-                        self.to_node(
+                        self.deliver(
                             dst,
                             life,
                             Input::Accepted {
@@ -1532,11 +1532,11 @@ impl World {
                         );
                     }
                 }
-                Segment::SynAck => self.to_node(dst, life, Input::Connected { conn, peer: src }),
+                Segment::SynAck => self.deliver(dst, life, Input::Connected { conn, peer: src }),
                 Segment::Refused => {
-                    self.to_node(dst, life, Input::ConnectFailed { conn, peer: src })
+                    self.deliver(dst, life, Input::ConnectFailed { conn, peer: src })
                 }
-                Segment::Data { bytes, msg } => self.to_node(
+                Segment::Data { bytes, msg } => self.deliver(
                     dst,
                     life,
                     Input::Frame {
@@ -1552,7 +1552,7 @@ impl World {
                     } else {
                         Input::ClosedOut { conn, peer: src }
                     };
-                    self.to_node(dst, life, input);
+                    self.deliver(dst, life, input);
                 }
             },
             Arrival::Closed { reset: true } => self.send_seg(conn, 1 - dir, Segment::Rst),
@@ -1673,7 +1673,7 @@ impl World {
         if s.queued > 0 || s.state == NodeState::Frozen {
             // Behind earlier lock news still in the pipeline, or held for the thaw (where lock
             // news goes first).
-            self.to_node(i, life, Input::Lock(r));
+            self.deliver(i, life, Input::Lock(r));
         } else {
             self.handle_input(i, Input::Lock(r));
         }

@@ -67,9 +67,11 @@ impl RunSpec {
         } else {
             LockKind::lease(Duration::from_secs(5))
         };
-        let mut t = crate::config::Tunables::default();
         // CTDB's 300 s ban would outlast most runs; a ban still has to end within the run.
-        t.recovery_ban_period = Duration::from_secs(5);
+        let t = crate::config::Tunables {
+            recovery_ban_period: Duration::from_secs(5),
+            ..Default::default()
+        };
         let cfg = SimConfig::new(self.nodes)
             .tunables(t)
             .seed(self.seed)
