@@ -352,3 +352,28 @@ fn sixty_four_nodes_form_a_full_mesh() {
     assert!(w.node(63).unwrap().quorate());
     assert_eq!(w.now(), Instant::ZERO + secs(8));
 }
+
+#[test]
+fn a_hand_written_schedule_runs_at_its_times() {
+    use pharos_core::sim::Schedule;
+    // A regression scenario, as a schedule: node 1 is killed at 2 s and back at 4 s; node 2
+    // is cut off from everyone from 5 s to 9 s.
+    let s = Schedule::new()
+        .at(secs(2), Fault::Crash(1))
+        .at(secs(4), Fault::Start(1))
+        .at(secs(5), Fault::Partition(vec![vec![0, 1], vec![2]]))
+        .at(secs(9), Fault::Heal);
+    assert_eq!(s.end(), Instant::ZERO + secs(9));
+    let mut w = World::new(SimConfig::new(3).seed(12));
+    w.schedule(&s);
+    w.run_until(Instant::ZERO + secs(3)).unwrap();
+    assert_eq!(w.state(1), NodeState::Down);
+    w.run_until(Instant::ZERO + secs(4) + 10 * MS).unwrap();
+    assert!(w.all_connected());
+    w.run_until(Instant::ZERO + secs(8) + 500 * MS).unwrap();
+    assert!(!w.sees_connected(0, 2) && !w.node(2).unwrap().quorate());
+    w.check_liveness_from(s.end());
+    let settle = w.bounds().reconnect;
+    w.run_for(settle).unwrap();
+    assert!(w.all_connected());
+}

@@ -663,6 +663,7 @@ impl World {
     pub fn control(&mut self, i: usize, request: Request) -> Option<Response> {
         let now = self.now;
         let mut node = self.slots[i].node.take()?;
+        self.steps += 1;
         self.trace
             .record(now, &N(i), format_args!("<- control {request:?}"));
         let r = node.handle(

@@ -181,6 +181,8 @@ pub(super) struct Net {
     pub conns: BTreeMap<u64, Conn>,
     /// `out[i][j]`: node i's current outgoing connection to j, as the node knows it.
     pub out: Vec<Vec<Option<u64>>>,
+    /// Per directed path: the (connection, direction) pairs with stalled segments.
+    stalled: BTreeMap<(usize, usize), alloc::collections::BTreeSet<(u64, usize)>>,
     next_conn: u64,
     pub stats: NetStats,
 }
@@ -202,6 +204,7 @@ impl Net {
             cuts: BTreeMap::new(),
             conns: BTreeMap::new(),
             out: alloc::vec![alloc::vec![None; n]; n],
+            stalled: BTreeMap::new(),
             next_conn: 1,
             stats: NetStats::default(),
         }
@@ -361,6 +364,7 @@ impl Net {
         }
         if cut || !c.dirs[dir].stalled.is_empty() {
             c.dirs[dir].stalled.push_back(seg);
+            self.stalled.entry((a, b)).or_default().insert((conn, dir));
             self.stats.stalled += 1;
             return Arrival::Stalled;
         }
@@ -376,11 +380,9 @@ impl Net {
     /// direction, in order.
     pub fn take_stalled(&mut self, a: usize, b: usize) -> Vec<(u64, usize, Vec<Segment>)> {
         let mut v = Vec::new();
-        for (&id, c) in self.conns.iter_mut() {
-            for dir in 0..2 {
-                if c.ends[dir] == a && c.ends[1 - dir] == b && !c.dirs[dir].stalled.is_empty() {
-                    v.push((id, dir, c.dirs[dir].stalled.drain(..).collect()));
-                }
+        for (id, dir) in self.stalled.remove(&(a, b)).unwrap_or_default() {
+            if let Some(c) = self.conns.get_mut(&id) {
+                v.push((id, dir, c.dirs[dir].stalled.drain(..).collect()));
             }
         }
         v

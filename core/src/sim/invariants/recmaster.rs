@@ -7,7 +7,7 @@
 //! that would let the two masters' frames pass for one another's. A new master acting in its
 //! predecessor's generation until its first recovery is fine: the predecessor is gone.
 
-use super::{Invariant, NodeState, Snapshot};
+use super::{Invariant, NodeObs, NodeState, Snapshot};
 use crate::types::Generation;
 use alloc::collections::BTreeMap;
 use alloc::format;
@@ -39,15 +39,16 @@ impl Invariant for OneRecmasterPerGeneration {
     }
 
     fn check(&mut self, s: &Snapshot<'_>) -> Result<(), String> {
-        let mut acting: BTreeMap<u32, usize> = BTreeMap::new();
-        for (i, o) in s.nodes.iter().enumerate() {
-            if o.active() && o.acting {
-                if let Some(j) = acting.insert(o.generation.0, i) {
-                    return Err(format!(
-                        "n{j} and n{i} both act as recovery master in generation {}",
-                        o.generation.0
-                    ));
-                }
+        let acts = |o: &NodeObs| o.active() && o.acting;
+        for (i, o) in s.nodes.iter().enumerate().filter(|(_, o)| acts(o)) {
+            // Acting masters are few: a quadratic scan allocates nothing.
+            if let Some(j) =
+                (0..i).find(|&j| acts(&s.nodes[j]) && s.nodes[j].generation == o.generation)
+            {
+                return Err(format!(
+                    "n{j} and n{i} both act as recovery master in generation {}",
+                    o.generation.0
+                ));
             }
         }
         for (i, o) in s.nodes.iter().enumerate() {
