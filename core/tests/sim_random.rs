@@ -17,7 +17,7 @@ use std::time::Instant;
 
 /// Seeds per (nodes, mix) in CI: sized for about two minutes of unoptimized `cargo test` on two
 /// cores for the whole simulation suite.
-const DEFAULT_SEEDS: u64 = 6;
+const DEFAULT_SEEDS: u64 = 20;
 
 fn env_u64(name: &str) -> Option<u64> {
     let v = std::env::var(name).ok()?;
