@@ -59,7 +59,7 @@ use core::net::{IpAddr, Ipv4Addr};
 use core::time::Duration;
 use invariants::{Checker, Liveness, Snapshot, View};
 use net::{Arrival, Net, Segment};
-use trace::{Dur, Trace};
+use trace::Trace;
 
 /// What the node under test implements; the checks that need more stay off.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -678,10 +678,14 @@ impl World {
         self.replies.pop().map(|(_, r)| r)
     }
 
-    /// Checks liveness from `from` on (the end of the faults), probing periodically.
+    /// Checks liveness from `from` on (the end of the faults), probing periodically. A later
+    /// call moves the start.
     pub fn check_liveness_from(&mut self, from: Instant) {
+        let armed = self.liveness.is_some();
         self.liveness = Some(Liveness::new(from, self.cfg.caps));
-        self.push(from.max(self.now), Pending::Probe);
+        if !armed {
+            self.push(from.max(self.now), Pending::Probe);
+        }
     }
 
     /// Runs until `t` (or the first violation).
@@ -1705,9 +1709,4 @@ impl fmt::Display for Mishaps {
         }
         Ok(())
     }
-}
-
-/// A duration for humans.
-pub fn dur(d: Duration) -> impl fmt::Display {
-    Dur(d)
 }
