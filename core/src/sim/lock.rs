@@ -1,9 +1,10 @@
 //! The cluster lock service and each node's lock client (the part of the shell that talks to
 //! it), in two flavours:
 //!
-//! - **fcntl**: a lock file on a cluster file system. Held until released or until the holding
-//!   process dies (crash, clean stop, host down); a frozen holder keeps it. The service never
-//!   takes it away by itself ([`crate::sim::Fault::BreakLock`] models someone breaking it).
+//! - **fcntl**: a lock file on a cluster file system. Held until released (an unlock completes
+//!   in the holder's kernel: it needs no path to the service) or until the holding process
+//!   dies (crash, clean stop, host down); a frozen holder keeps it. The service never takes it
+//!   away by itself ([`crate::sim::Fault::BreakLock`] models someone breaking it).
 //! - **lease** (etcd-like): granted with a TTL; the client renews it every `renew_every`; the
 //!   service frees it when the TTL runs out without a renewal. The client counts the TTL from
 //!   when it *sent* the request, minus a safety margin, so it always gives the lock up
@@ -213,10 +214,25 @@ impl LockService {
         self.clients[node].1 = Client::Acquiring { req, sent: now };
     }
 
-    /// The node gave the lock up (or its daemon is stopping cleanly).
+    /// The node gave the lock up (or its daemon is stopping cleanly). An fcntl unlock
+    /// completes in the caller's own kernel, cut from the service or not; a lease is revoked
+    /// by a request that may be lost, in which case it runs out at its TTL.
     pub fn release(&mut self, now: Instant, node: usize, out: &mut impl FnMut(Out)) {
-        if self.clients[node].1 != Client::Idle {
-            self.request(now, node, Op::Release, out);
+        let (inc, client) = self.clients[node];
+        if client != Client::Idle {
+            match self.cfg.kind {
+                LockKind::Fcntl => {
+                    if self
+                        .holder
+                        .is_some_and(|h| h.node == node && h.incarnation == inc)
+                    {
+                        self.holder = None;
+                    }
+                }
+                LockKind::Lease { .. } => {
+                    self.request(now, node, Op::Release, out);
+                }
+            }
         }
         self.clients[node].1 = Client::Idle;
     }
@@ -507,8 +523,16 @@ mod tests {
         assert_eq!(s.holder(ms(10_000)).unwrap().node, 0);
         s.holder_died(0);
         assert_eq!(s.holder(ms(20)), None);
+        // An unlock needs no path to the service.
         let mut v = Vec::new();
         s.acquire(ms(30), 1, &mut |o| v.push(o));
+        assert_eq!(settle(&mut s, v), [(1, LockResult::Granted)]);
+        s.set_cut(1, true);
+        s.release(ms(40), 1, &mut |_| panic!("nothing travels"));
+        assert_eq!(s.holder(ms(40)), None);
+        s.set_cut(1, false);
+        let mut v = Vec::new();
+        s.acquire(ms(50), 1, &mut |o| v.push(o));
         assert_eq!(settle(&mut s, v), [(1, LockResult::Granted)]);
     }
 
