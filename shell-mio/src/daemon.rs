@@ -4,14 +4,12 @@
 //! actions become socket operations. Every protocol decision is the core's.
 
 use crate::config::Settings;
-use crate::lock::ClusterLock;
 use crate::netio::{ClientConn, PeerConn, ReadOutcome};
 use mio::net::{TcpListener, UnixListener};
 use mio::{Events, Interest, Poll, Token};
 use pharos_core::control::{Request, Response};
-use pharos_core::{
-    Action, ClientId, ConnId, Event, Instant, Link, LockResult, Node, NodeConfig, Pnn,
-};
+use crate::lock::ClusterLock;
+use pharos_core::{Action, ClientId, ConnId, Event, Instant, Link, LockResult, Node, NodeConfig, Pnn};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 use std::collections::{HashMap, VecDeque};

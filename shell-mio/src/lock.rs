@@ -34,9 +34,7 @@ impl ClusterLock {
                 file: None,
             });
         }
-        Err(format!(
-            "cluster lock {spec:?} is not supported by pharosd (use none or fcntl:PATH)"
-        ))
+        Err(format!("cluster lock {spec:?} is not supported by pharosd (use none or fcntl:PATH)"))
     }
 
     /// Tries to take the lock without blocking.
@@ -47,13 +45,7 @@ impl ClusterLock {
                 if file.is_some() {
                     return LockResult::Granted;
                 }
-                let f = match OpenOptions::new()
-                    .read(true)
-                    .write(true)
-                    .create(true)
-                    .truncate(false)
-                    .open(&*path)
-                {
+                let f = match OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&*path) {
                     Ok(f) => f,
                     Err(e) => {
                         log::warn!("cluster lock {}: {e}", path.display());
