@@ -49,5 +49,7 @@ pub use node::{Action, Event, LockResult, Node, NodeConfig, Transmit};
 pub use time::Instant;
 pub use types::{ClientId, ConnId, Generation, Link, NodeFlags, Pnn};
 
+#[cfg(feature = "sim")]
+pub mod sim;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;

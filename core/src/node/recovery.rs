@@ -28,6 +28,16 @@ pub struct Recovery {
     pub deadline: Instant,
 }
 
+/// The generation a recovery by `creator` moves to: above `top` (so generations only grow),
+/// and never equal to one another master makes at the same time out of the same `top` (two
+/// masters can overlap when connectivity is not transitive). The counter is in the high 24
+/// bits, the creator's PNN in the low 8; CTDB draws generations at random instead, which
+/// avoids collisions but not going backwards.
+pub fn next_generation(top: Generation, creator: Pnn) -> Generation {
+    let counter = (top.0 >> 8).saturating_add(1).min(u32::MAX >> 8);
+    Generation((counter << 8) | (creator.0 & 0xff))
+}
+
 impl Node {
     /// Whether `pnn` is active: this node or a connected peer, neither banned nor stopped.
     fn is_active(&self, pnn: Pnn) -> bool {
@@ -138,7 +148,7 @@ impl Node {
             .iter()
             .map(|p| p.generation)
             .fold(self.generation, Generation::max);
-        let generation = Generation(top.0.saturating_add(1));
+        let generation = next_generation(top, self.pnn);
         log::info!(
             "node {}: recovery into generation {} ({reason})",
             self.pnn,
@@ -283,5 +293,21 @@ impl Node {
             self.set_recovery_mode(RecoveryMode::Normal, Pnn::NONE);
             self.push_view();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generations_grow_and_two_masters_never_make_the_same_one() {
+        let top = Generation(1);
+        let (a, b) = (next_generation(top, Pnn(0)), next_generation(top, Pnn(2)));
+        assert!(a > top && b > top && a != b);
+        // From either, the next one is above both.
+        let next = next_generation(a.max(b), Pnn(0));
+        assert!(next > a && next > b);
+        assert_eq!(next_generation(Generation(u32::MAX), Pnn(3)).0 & 0xff, 3);
     }
 }
