@@ -680,3 +680,25 @@ fn failed_connect_to_a_peer_that_connected_to_us_is_retried_at_once_but_only_onc
         .iter()
         .any(|a| matches!(a, Action::Connect { peer: Pnn(1), .. })));
 }
+
+#[test]
+fn garbage_on_a_connecting_outgoing_link_counts_as_a_failed_connect() {
+    let mut n = node0();
+    actions(&mut n);
+    n.handle(
+        t(5),
+        Event::BadStream {
+            link: Link::Out(Pnn(1)),
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        actions(&mut n),
+        vec![Action::Close {
+            link: Link::Out(Pnn(1))
+        }]
+    );
+    assert_eq!(n.stats().bad_streams, 1);
+    // Retried after ReconnectInterval, not left waiting for the connect timeout.
+    assert_eq!(n.peers[1].out, OutState::Retry { at: t(1005) });
+}

@@ -204,7 +204,15 @@ impl Node {
         self.stats.bad_streams += 1;
         match self.link_peer(link) {
             Some(peer) => self.peer_dead(peer, "garbage on its connection"),
-            None => self.actions.push_back(Action::Close { link }),
+            None => {
+                self.actions.push_back(Action::Close { link });
+                // An outgoing connection still connecting: that attempt has failed.
+                if let Link::Out(p) = link {
+                    if self.is_remote(p) {
+                        self.on_connect_failed(p);
+                    }
+                }
+            }
         }
     }
 
