@@ -11,6 +11,7 @@
 use pharos_core::config::{NodesFile, Tunables};
 use pharos_core::control::RecoveryMode;
 use pharos_core::node::LockResult;
+use pharos_core::testing::{fcntl_acquire, fcntl_release};
 use pharos_core::wire::{self, Op};
 use pharos_core::{Action, ConnId, Event, Instant, Link, Node, NodeConfig, NodeFlags, Pnn};
 use std::collections::VecDeque;
@@ -302,21 +303,12 @@ impl Mesh {
                 }
                 Action::AcquireLock => {
                     self.disturbances += 1;
-                    let result = match self.lock_holder {
-                        None => {
-                            self.lock_holder = Some(i);
-                            LockResult::Granted
-                        }
-                        Some(h) if h == i => LockResult::Granted,
-                        Some(_) => LockResult::Contended,
-                    };
+                    let result = fcntl_acquire(&mut self.lock_holder, i);
                     self.push(Input::Lock { to: i, result });
                 }
                 Action::ReleaseLock => {
                     self.disturbances += 1;
-                    if self.lock_holder == Some(i) {
-                        self.lock_holder = None;
-                    }
+                    fcntl_release(&mut self.lock_holder, i);
                 }
                 Action::ReleaseAllIps | Action::Reply { .. } => {}
             }

@@ -72,6 +72,26 @@ pub struct Net {
     blocked: alloc::collections::BTreeSet<(usize, usize)>,
 }
 
+/// A model fcntl lock, as the in-memory clusters use it: `holder` asks; free, or already
+/// theirs, means granted. (The simulator has a fuller lock service, with latency and leases.)
+pub fn fcntl_acquire(holder: &mut Option<usize>, who: usize) -> LockResult {
+    match *holder {
+        None => {
+            *holder = Some(who);
+            LockResult::Granted
+        }
+        Some(h) if h == who => LockResult::Granted,
+        Some(_) => LockResult::Contended,
+    }
+}
+
+/// Releases the model fcntl lock if `who` holds it (a crash releases it the same way).
+pub fn fcntl_release(holder: &mut Option<usize>, who: usize) {
+    if *holder == Some(who) {
+        *holder = None;
+    }
+}
+
 /// A nodes file of `n` nodes on 127.0.0.1..=n.
 pub fn loopback_nodes(n: usize) -> NodesFile {
     let addrs: Vec<Option<IpAddr>> = (0..n)
@@ -173,8 +193,8 @@ impl Net {
 
     /// The lock service tells node `i` something now (e.g. that its lock is lost).
     pub fn lock_event(&mut self, i: usize, result: LockResult) {
-        if result == LockResult::Lost && self.lock_holder == Some(i) {
-            self.lock_holder = None;
+        if result == LockResult::Lost {
+            fcntl_release(&mut self.lock_holder, i);
         }
         // Told in the same instant, so holder and belief never disagree between steps.
         let now = self.now;
@@ -227,9 +247,7 @@ impl Net {
         self.frozen[i] = false;
         self.epoch[i] += 1;
         self.held.retain(|(_, to)| *to != i);
-        if self.lock_holder == Some(i) {
-            self.lock_holder = None;
-        }
+        fcntl_release(&mut self.lock_holder, i);
         let ids: Vec<u64> = self
             .conns
             .iter()
@@ -466,22 +484,10 @@ impl Net {
                     }
                 }
                 Action::AcquireLock => {
-                    // An fcntl-like lock: free, or already ours, means granted.
-                    let result = match self.lock_holder {
-                        None => {
-                            self.lock_holder = Some(i);
-                            LockResult::Granted
-                        }
-                        Some(h) if h == i => LockResult::Granted,
-                        Some(_) => LockResult::Contended,
-                    };
+                    let result = fcntl_acquire(&mut self.lock_holder, i);
                     self.push_lock(now + lat, i, result);
                 }
-                Action::ReleaseLock => {
-                    if self.lock_holder == Some(i) {
-                        self.lock_holder = None;
-                    }
-                }
+                Action::ReleaseLock => fcntl_release(&mut self.lock_holder, i),
                 Action::Reply { response, .. } => self.replies.push((i, response)),
                 Action::ReleaseAllIps => self.released_all.push((now, i)),
             }
