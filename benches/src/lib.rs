@@ -128,6 +128,10 @@ pub fn keepalive() -> Message {
         flags: NodeFlags::empty(),
         recmaster: Pnn(2),
         recovery_mode: RecoveryMode::Normal,
+        liveness: wire::Liveness {
+            interval_ms: 100,
+            limit: 3,
+        },
     })
 }
 
@@ -138,6 +142,10 @@ pub fn hello(incarnation: u64) -> Message {
         flags: NodeFlags::empty(),
         capabilities: wire::CAP_RECMASTER,
         start_stamp: 1_700_000_000_000,
+        liveness: wire::Liveness {
+            interval_ms: 100,
+            limit: 3,
+        },
     })
 }
 

@@ -13,6 +13,8 @@ pub struct Instant(u64);
 impl Instant {
     /// The origin.
     pub const ZERO: Instant = Instant(0);
+    /// Later than any instant a shell will pass: "never" for deadlines.
+    pub const MAX: Instant = Instant(u64::MAX);
 
     /// An instant `nanos` nanoseconds after the origin.
     pub const fn from_nanos(nanos: u64) -> Self {
@@ -22,6 +24,11 @@ impl Instant {
     /// Nanoseconds since the origin.
     pub const fn as_nanos(self) -> u64 {
         self.0
+    }
+
+    /// `self - d`, or `None` before the origin.
+    pub fn checked_sub(self, d: Duration) -> Option<Instant> {
+        self.0.checked_sub(nanos(d)).map(Instant)
     }
 
     /// Time elapsed from `earlier` to `self`, zero if `earlier` is later.

@@ -37,6 +37,10 @@ fn hello() -> Message {
         flags: NodeFlags::empty(),
         capabilities: CAP_RECMASTER,
         start_stamp: 1_700_000_000_000,
+        liveness: wire::Liveness {
+            interval_ms: 100,
+            limit: 3,
+        },
     })
 }
 
@@ -45,6 +49,10 @@ fn keepalive(flags: NodeFlags) -> Message {
         flags,
         recmaster: Pnn(2),
         recovery_mode: RecoveryMode::Normal,
+        liveness: wire::Liveness {
+            interval_ms: 100,
+            limit: 3,
+        },
     })
 }
 

@@ -32,7 +32,7 @@ use pharos_core::config::{NodesFile, Tunables};
 use pharos_core::control::{RecoveryMode, Request, Response};
 use pharos_core::node::Stats;
 use pharos_core::types::NodeSet;
-use pharos_core::wire::{self, Header, Hello, Keepalive, Message, CAP_RECMASTER};
+use pharos_core::wire::{self, Header, Hello, Keepalive, Liveness, Message, CAP_RECMASTER};
 use pharos_core::{
     quorum, Action, ClientId, ConnId, Error, Event, Generation, Instant, Link, LockResult, Node,
     NodeConfig, NodeFlags, Pnn,
@@ -571,6 +571,7 @@ impl Shell {
                         flags: NodeFlags(flags),
                         capabilities: if arg & 1 == 1 { CAP_RECMASTER } else { 0 },
                         start_stamp: u64::from(arg >> 1),
+                        liveness: promise(arg),
                     }),
                     1 => Message::Keepalive(Keepalive {
                         flags: NodeFlags(flags),
@@ -584,6 +585,7 @@ impl Shell {
                         } else {
                             RecoveryMode::Active
                         },
+                        liveness: promise(arg),
                     }),
                     2 => Message::RecoveryStart,
                     3 => Message::RecoveryAck,
@@ -615,6 +617,7 @@ impl Shell {
                     flags: NodeFlags::empty(),
                     recmaster: Pnn::NONE,
                     recovery_mode: RecoveryMode::Normal,
+                    liveness: promise(0),
                 });
                 let generation = self.node.generation();
                 let mut bytes = self.frame(self.link_peer(link), self.pnn, generation, m, &[]);
@@ -885,5 +888,28 @@ pub fn node_inputs(data: &[u8]) {
     while !r.is_empty() {
         let op = Op::read(&mut r);
         shell.run(op);
+    }
+}
+
+/// A peer's keepalive promise: usually the tunables the fuzzed node runs with (100 ms x 3),
+/// sometimes a long, a zero or an absurd one (the node clamps what it reads).
+fn promise(arg: u8) -> Liveness {
+    match arg >> 5 {
+        0 => Liveness {
+            interval_ms: 0,
+            limit: 0,
+        },
+        1 => Liveness {
+            interval_ms: u32::MAX,
+            limit: u32::MAX,
+        },
+        2 => Liveness {
+            interval_ms: 3_600_000,
+            limit: 3,
+        },
+        _ => Liveness {
+            interval_ms: 100,
+            limit: 3,
+        },
     }
 }

@@ -4,7 +4,7 @@ use crate::Reader;
 use pharos_core::control::RecoveryMode;
 use pharos_core::types::NodeSet;
 use pharos_core::wire::{
-    self, Header, Hello, Keepalive, Message, WireError, HEADER_LEN, MAGIC, MAX_FRAME_LEN,
+    self, Header, Hello, Keepalive, Liveness, Message, WireError, HEADER_LEN, MAGIC, MAX_FRAME_LEN,
 };
 use pharos_core::{Generation, NodeFlags, Pnn};
 
@@ -16,6 +16,7 @@ pub fn read_message(r: &mut Reader<'_>) -> Message {
             flags: NodeFlags(r.u32()),
             capabilities: r.u32(),
             start_stamp: r.u64(),
+            liveness: read_liveness(r),
         }),
         1 => Message::Keepalive(Keepalive {
             flags: NodeFlags(r.u32()),
@@ -25,6 +26,7 @@ pub fn read_message(r: &mut Reader<'_>) -> Message {
             } else {
                 RecoveryMode::Active
             },
+            liveness: read_liveness(r),
         }),
         2 => Message::RecoveryStart,
         3 => Message::RecoveryAck,
@@ -33,6 +35,18 @@ pub fn read_message(r: &mut Reader<'_>) -> Message {
         },
         _ => Message::Reconfigured,
     }
+}
+
+fn read_liveness(r: &mut Reader<'_>) -> Liveness {
+    Liveness {
+        interval_ms: r.u32(),
+        limit: r.u32(),
+    }
+}
+
+fn write_liveness(l: &Liveness, out: &mut Vec<u8>) {
+    out.extend_from_slice(&l.interval_ms.to_le_bytes());
+    out.extend_from_slice(&l.limit.to_le_bytes());
 }
 
 /// Appends the bytes [`read_message`] reads back as `m`.
@@ -44,12 +58,14 @@ pub fn write_message(m: &Message, out: &mut Vec<u8>) {
             out.extend_from_slice(&h.flags.0.to_le_bytes());
             out.extend_from_slice(&h.capabilities.to_le_bytes());
             out.extend_from_slice(&h.start_stamp.to_le_bytes());
+            write_liveness(&h.liveness, out);
         }
         Message::Keepalive(k) => {
             out.push(1);
             out.extend_from_slice(&k.flags.0.to_le_bytes());
             out.extend_from_slice(&k.recmaster.0.to_le_bytes());
             out.push(u8::from(k.recovery_mode == RecoveryMode::Active));
+            write_liveness(&k.liveness, out);
         }
         Message::RecoveryStart => out.push(2),
         Message::RecoveryAck => out.push(3),

@@ -202,10 +202,12 @@ impl TunableDef {
             },
         };
         if magnitude < self.min || magnitude > self.max {
+            // Both ends in one explicit unit, so `10ms..=3600000ms` never reads as `10ms..=3600`.
             let show = |v: u64| match self.kind {
-                TunableKind::Duration => {
-                    format!("{}", TunableValue::Duration(Duration::from_millis(v)))
+                TunableKind::Duration if self.min % S == 0 && self.max % S == 0 => {
+                    format!("{}s", v / S)
                 }
+                TunableKind::Duration => format!("{v}ms"),
                 _ => format!("{v}"),
             };
             return Err(format!(
@@ -295,7 +297,14 @@ mod tests {
             .set("KeepaliveLimit", "0")
             .unwrap_err()
             .contains("out of range"));
-        assert!(t.set("KeepaliveInterval", "1ms").is_err());
+        assert_eq!(
+            t.set("KeepaliveInterval", "1ms").unwrap_err(),
+            "KeepaliveInterval: \"1ms\" is out of range (10ms..=3600000ms)"
+        );
+        assert_eq!(
+            t.set("RerecoveryTimeout", "7200").unwrap_err(),
+            "RerecoveryTimeout: \"7200\" is out of range (0s..=3600s)"
+        );
         assert!(t.set("NoIPFailback", "2").is_err());
         assert!(t.set("Bogus", "1").unwrap_err().contains("unknown"));
         assert!(t.set("NoIPHostOnAllDisabled", "1").unwrap().obsolete);

@@ -433,6 +433,10 @@ fn follower_leaves_recovery_mode_when_its_master_dies_mid_recovery() {
             flags: NodeFlags::empty(),
             capabilities: wire::CAP_RECMASTER,
             start_stamp: 0,
+            liveness: crate::wire::Liveness {
+                interval_ms: 100,
+                limit: 3,
+            },
         });
         wire::encode(&h, &m, &mut v);
         v
@@ -474,6 +478,10 @@ fn follower_leaves_recovery_mode_when_its_master_dies_mid_recovery() {
         flags: NodeFlags::empty(),
         recmaster: Pnn(2),
         recovery_mode: RecoveryMode::Normal,
+        liveness: crate::wire::Liveness {
+            interval_ms: 100,
+            limit: 3,
+        },
     });
     n.handle(
         at(2),

@@ -35,6 +35,7 @@ use alloc::format;
 use alloc::vec::Vec;
 use core::net::{IpAddr, Ipv4Addr, SocketAddr};
 
+use health::Promise;
 pub use recovery::Recovery;
 pub use transport::OutState;
 
@@ -259,10 +260,10 @@ struct Peer {
     fast_retried: bool,
     /// Both directions are up and the peer said Hello: not DISCONNECTED.
     connected: bool,
-    /// Frames received since the last keepalive tick.
-    rx_count: u32,
-    /// Consecutive keepalive intervals without a frame.
-    silent_intervals: u32,
+    /// When its last frame arrived (or it became connected).
+    last_rx: Instant,
+    /// What it promised about its keepalives (its Hello and keepalives say).
+    promise: Promise,
     /// The administrative flags the peer last told us.
     flags: NodeFlags,
     incarnation: u64,
@@ -333,6 +334,8 @@ pub struct Node {
     transmits: VecDeque<Transmit>,
     actions: VecDeque<Action>,
     next_keepalive: Instant,
+    /// When the next connected peer could be dead of silence.
+    silence_check_at: Instant,
     stats: Stats,
 }
 
@@ -358,8 +361,8 @@ impl Node {
                 hello: false,
                 fast_retried: false,
                 connected: e.pnn == pnn,
-                rx_count: 0,
-                silent_intervals: 0,
+                last_rx: now,
+                promise: Promise::own(&tunables),
                 flags: NodeFlags::empty(),
                 incarnation: 0,
                 start_stamp: u64::MAX,
@@ -402,6 +405,7 @@ impl Node {
             transmits: VecDeque::with_capacity(4 * n + 8),
             actions: VecDeque::with_capacity(2 * n + 8),
             next_keepalive: now + tunables.keepalive_interval,
+            silence_check_at: Instant::MAX,
             tunables,
             stats: Stats::default(),
         };
@@ -423,6 +427,12 @@ impl Node {
         // Misuse is refused before anything changes.
         if let Event::Connected { peer } | Event::ConnectFailed { peer } = event {
             self.check_remote(peer)?;
+        }
+        // The shell wakes us at least every keepalive interval: a much longer gap means this
+        // node itself stalled, and its peers' silence is its own.
+        if now - self.now > 2 * self.tunables.keepalive_interval {
+            self.now = now;
+            self.forgive_own_stall();
         }
         self.now = now;
         match event {
@@ -457,7 +467,7 @@ impl Node {
     /// When the node next needs [`Event::Timeout`]: the earliest of the keepalive tick and the
     /// connect deadlines and retries.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let mut t = self.next_keepalive;
+        let mut t = self.next_keepalive.min(self.silence_check_at);
         for p in &self.peers {
             if let Some(d) = p.out.deadline() {
                 t = t.min(d);
@@ -605,13 +615,16 @@ impl Node {
     }
 
     fn control(&mut self, request: &Request) -> Response {
-        let before = self.tunables.keepalive_interval;
+        let before = Promise::own(&self.tunables);
         if let Some(r) = control::tunables_request(&mut self.tunables, request) {
-            if self.tunables.keepalive_interval < before {
+            let after = Promise::own(&self.tunables);
+            if after.interval < before.interval {
                 // A shorter interval takes effect now, not after the old, longer one.
-                self.next_keepalive = self
-                    .next_keepalive
-                    .min(self.now + self.tunables.keepalive_interval);
+                self.next_keepalive = self.next_keepalive.min(self.now + after.interval);
+            }
+            if after != before {
+                // Peers judge our silence by our promise: tell them the new one at once.
+                self.push_view();
             }
             return r;
         }
@@ -686,6 +699,7 @@ impl Node {
             flags: self.own_flags,
             recmaster: self.recmaster,
             recovery_mode: self.recovery_mode,
+            liveness: Promise::own(&self.tunables).to_wire(),
         }
     }
 
@@ -739,6 +753,9 @@ impl Node {
 
     fn run_timers(&mut self) {
         self.transport_timers();
+        if self.now >= self.silence_check_at {
+            self.check_silence();
+        }
         if self.now >= self.next_keepalive {
             self.keepalive_tick();
         }

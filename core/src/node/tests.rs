@@ -77,6 +77,10 @@ fn hello(src: u32) -> Vec<u8> {
             flags: NodeFlags::empty(),
             capabilities: CAP_RECMASTER,
             start_stamp: 0,
+            liveness: crate::wire::Liveness {
+                interval_ms: 100,
+                limit: 3,
+            },
         }),
     )
 }
@@ -89,6 +93,10 @@ fn keepalive(src: u32) -> Vec<u8> {
             flags: NodeFlags::empty(),
             recmaster: Pnn::NONE,
             recovery_mode: RecoveryMode::Normal,
+            liveness: crate::wire::Liveness {
+                interval_ms: 100,
+                limit: 3,
+            },
         }),
     )
 }
@@ -251,8 +259,9 @@ fn frames_with_wrong_source_or_destination_are_dropped_and_counted() {
     )
     .unwrap();
     assert_eq!(n.stats().unknown_link, 1);
-    // None of them counted as a sign of life: after 3 silent intervals, dead.
-    for ms in [100, 200, 300] {
+    // None of them counted as a sign of life: silent since it connected at 1 ms, it is dead
+    // 3.5 intervals later.
+    for ms in [100, 200, 300, 351] {
         n.handle(t(ms), Event::Timeout).unwrap();
     }
     assert!(n.flags_of(Pnn(1)).contains(NodeFlags::DISCONNECTED));
@@ -371,11 +380,10 @@ fn incoming_connection_cuts_the_retry_wait() {
 }
 
 #[test]
-fn silent_peer_dies_after_exactly_keepalive_limit_intervals() {
+fn silent_peer_dies_after_its_promised_limit_and_half_an_interval() {
     let mut n = node0();
     actions(&mut n);
     connect_peer1(&mut n, t(1));
-    // Ticks at 100, 200, 300 ms. A frame in the first interval keeps it alive.
     n.handle(
         t(50),
         Event::Frame {
@@ -389,14 +397,16 @@ fn silent_peer_dies_after_exactly_keepalive_limit_intervals() {
     let tx = transmits(&mut n);
     assert_eq!(tx.len(), 1);
     assert!(matches!(tx[0].message(), Message::Keepalive { .. }));
-    // Silent intervals (100,200], (200,300], (300,400]: dead at the 400 ms tick, not before.
-    for ms in [200, 300] {
+    // It promised a frame every 100 ms, limit 3: silent from 50 ms, dead at 50 + 350 ms, and
+    // the node asks to be woken exactly then.
+    for ms in [200, 300, 399] {
         n.handle(t(ms), Event::Timeout).unwrap();
         assert!(
             !n.flags_of(Pnn(1)).contains(NodeFlags::DISCONNECTED),
             "dead too early at {ms}"
         );
     }
+    assert_eq!(n.poll_timeout(), Some(t(400)));
     n.handle(t(400), Event::Timeout).unwrap();
     assert!(n.flags_of(Pnn(1)).contains(NodeFlags::DISCONNECTED));
     let a = actions(&mut n);
@@ -406,6 +416,154 @@ fn silent_peer_dies_after_exactly_keepalive_limit_intervals() {
     assert!(a.contains(&Action::Close {
         link: Link::In(ConnId(11))
     }));
+}
+
+/// A keepalive of peer 1 promising `interval_ms` x `limit`.
+fn keepalive_promising(interval_ms: u32, limit: u32) -> Vec<u8> {
+    frame(
+        1,
+        0,
+        Message::Keepalive(Keepalive {
+            flags: NodeFlags::empty(),
+            recmaster: Pnn::NONE,
+            recovery_mode: RecoveryMode::Normal,
+            liveness: crate::wire::Liveness { interval_ms, limit },
+        }),
+    )
+}
+
+#[test]
+fn a_peer_is_judged_by_its_own_promise_not_ours() {
+    // Issue 9.4: one node's `setvar KeepaliveInterval 3600` made the others declare it dead
+    // every few seconds. Its keepalives say what it promised; its silence is judged by that.
+    let mut n = node0();
+    actions(&mut n);
+    connect_peer1(&mut n, t(1));
+    let slow = keepalive_promising(3_600_000, 3);
+    n.handle(
+        t(10),
+        Event::Frame {
+            link: Link::In(ConnId(11)),
+            bytes: &slow,
+        },
+    )
+    .unwrap();
+    // Our own 100 ms ticks go on for a long time: the peer is not dead.
+    let mut now = 10;
+    while now < 60_000 {
+        now = n.poll_timeout().unwrap().as_nanos() / 1_000_000;
+        n.handle(t(now), Event::Timeout).unwrap();
+        assert_eq!(n.flags_of(Pnn(1)), NodeFlags::empty(), "at {now} ms");
+        transmits(&mut n);
+        actions(&mut n);
+    }
+    // A promise of 0 ms (a broken or hostile peer) is read as the smallest interval allowed,
+    // not as "dead at once".
+    n.handle(
+        t(now + 1),
+        Event::Frame {
+            link: Link::In(ConnId(11)),
+            bytes: &keepalive_promising(0, 0),
+        },
+    )
+    .unwrap();
+    n.handle(t(now + 10), Event::Timeout).unwrap();
+    assert_eq!(n.flags_of(Pnn(1)), NodeFlags::empty());
+    // Then it goes back to 100 ms x 1: silent 150 ms after its last frame, it is dead.
+    n.handle(
+        t(now + 20),
+        Event::Frame {
+            link: Link::In(ConnId(11)),
+            bytes: &keepalive_promising(100, 1),
+        },
+    )
+    .unwrap();
+    n.handle(t(now + 169), Event::Timeout).unwrap();
+    assert_eq!(n.flags_of(Pnn(1)), NodeFlags::empty());
+    n.handle(t(now + 170), Event::Timeout).unwrap();
+    assert!(n.flags_of(Pnn(1)).contains(NodeFlags::DISCONNECTED));
+}
+
+#[test]
+fn setvar_keepalive_interval_is_told_to_peers_at_once() {
+    let mut n = node0();
+    actions(&mut n);
+    connect_peer1(&mut n, t(1));
+    n.handle(
+        t(5),
+        Event::Control {
+            client: ClientId(1),
+            request: Request::SetVar("KeepaliveInterval".into(), "3600".into()),
+        },
+    )
+    .unwrap();
+    let tx = transmits(&mut n);
+    let promised: Vec<_> = tx
+        .iter()
+        .filter_map(|x| match x.message() {
+            Message::Keepalive(k) if x.peer == Pnn(1) => Some(k.liveness),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        promised,
+        vec![crate::wire::Liveness {
+            interval_ms: 3_600_000,
+            limit: 3
+        }]
+    );
+}
+
+#[test]
+fn a_peer_that_just_connected_is_not_blamed_for_silence_before_it() {
+    // Issue 9.4: with KeepaliveLimit=1 nodes declared each other dead just after start. The
+    // Hello that makes a peer connected may have come long before our own connect finished;
+    // its silence counts from the moment it became connected.
+    let nodes = NodesFile::parse("127.0.0.1\n127.0.0.2\n").unwrap();
+    let mut tun = tunables();
+    tun.set("KeepaliveLimit", "1").unwrap();
+    let mut n = Node::new(
+        NodeConfig::new(nodes, Pnn(0), 4379, tun).unwrap(),
+        1,
+        t(0),
+    );
+    actions(&mut n);
+    let promise_1 = frame(
+        1,
+        0,
+        Message::Hello(Hello {
+            incarnation: 9,
+            flags: NodeFlags::empty(),
+            capabilities: CAP_RECMASTER,
+            start_stamp: 0,
+            liveness: crate::wire::Liveness {
+                interval_ms: 100,
+                limit: 1,
+            },
+        }),
+    );
+    n.handle(
+        t(1),
+        Event::Accepted {
+            conn: ConnId(11),
+            addr: ip("127.0.0.2"),
+        },
+    )
+    .unwrap();
+    n.handle(
+        t(1),
+        Event::Frame {
+            link: Link::In(ConnId(11)),
+            bytes: &promise_1,
+        },
+    )
+    .unwrap();
+    // Our connect completes 140 ms later (a retry); the peer's next keepalive comes 100 ms
+    // after that.
+    n.handle(t(141), Event::Connected { peer: Pnn(1) }).unwrap();
+    assert_eq!(n.flags_of(Pnn(1)), NodeFlags::empty());
+    n.handle(t(240), Event::Timeout).unwrap();
+    assert_eq!(n.flags_of(Pnn(1)), NodeFlags::empty());
 }
 
 #[test]
@@ -460,6 +618,10 @@ fn admin_flags_travel_in_keepalives_but_not_connection_state() {
                     flags: f,
                     recmaster: Pnn::NONE,
                     recovery_mode: RecoveryMode::Normal,
+                    liveness: crate::wire::Liveness {
+                        interval_ms: 100,
+                        limit: 3,
+                    },
                 }),
             ),
         },

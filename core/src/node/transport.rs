@@ -2,7 +2,7 @@
 //! there), one accepted connection from each (we read there), connect timeout and retry, death
 //! at once on EOF/RST, reconnection after a delay.
 
-use super::{Action, Node};
+use super::{Action, Node, Promise};
 use crate::control::RecoveryMode;
 use crate::time::Instant;
 use crate::types::{ConnId, Link, Pnn};
@@ -58,6 +58,7 @@ impl Node {
         }
         p.out = OutState::Up;
         let hello = Hello {
+            liveness: Promise::own(&self.tunables).to_wire(),
             incarnation: self.incarnation,
             flags: self.own_flags,
             capabilities: if self.recmaster_capable {
@@ -169,9 +170,9 @@ impl Node {
             return;
         }
         self.stats.frames_received += 1;
-        let p = &mut self.peers[peer.index()];
         // Any frame is a sign of life.
-        p.rx_count = p.rx_count.saturating_add(1);
+        self.peer_alive(peer);
+        let p = &mut self.peers[peer.index()];
         if !header.op.generation_scoped() {
             p.generation = header.generation;
         }
@@ -184,12 +185,16 @@ impl Node {
                 p.flags = h.flags.0.into_admin();
                 p.start_stamp = h.start_stamp;
                 p.capable = h.capabilities & CAP_RECMASTER != 0;
+                p.promise = Promise::from_wire(h.liveness);
+                self.promise_changed(peer);
                 self.update_connected(peer);
             }
             Message::Keepalive(k) => {
                 p.flags = k.flags.0.into_admin();
                 p.reported_recmaster = k.recmaster;
                 p.reported_mode = k.recovery_mode;
+                p.promise = Promise::from_wire(k.liveness);
+                self.promise_changed(peer);
             }
             Message::RecoveryStart => self.on_recovery_start(peer, header.generation),
             Message::RecoveryAck => self.on_recovery_ack(peer, header.generation),
@@ -285,9 +290,12 @@ impl Node {
             return;
         }
         p.connected = now_connected;
-        p.rx_count = 0;
-        p.silent_intervals = 0;
         if now_connected {
+            // Its silence counts from now: the frames that made it connected may be older
+            // than our own last step (the Hello came before our connect finished).
+            p.last_rx = self.now;
+            let dead_at = self.now + p.promise.dead_after();
+            self.silence_check_at = self.silence_check_at.min(dead_at);
             p.ever_connected = true;
             log::info!("node {peer} ({}) is connected", self.address(peer));
         } else {

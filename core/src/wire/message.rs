@@ -51,6 +51,35 @@ impl Op {
 /// Capability bit: the node may become recovery master.
 pub const CAP_RECMASTER: u32 = 1;
 
+/// What a node promises about its own keepalives: one at least every `interval_ms`, and how
+/// many intervals its peers should wait before they call it dead. Peers judge its silence by
+/// this promise, not by their own tunables, so a node whose KeepaliveInterval differs is never
+/// declared dead for it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Liveness {
+    /// The sender's KeepaliveInterval in milliseconds.
+    pub interval_ms: u32,
+    /// The sender's KeepaliveLimit.
+    pub limit: u32,
+}
+
+impl Liveness {
+    /// Encoded size.
+    pub const BYTES: usize = 8;
+
+    fn read(p: &[u8], at: usize) -> Liveness {
+        Liveness {
+            interval_ms: read_u32(p, at),
+            limit: read_u32(p, at + 4),
+        }
+    }
+
+    fn write(&self, put: &mut dyn FnMut(&[u8])) {
+        put(&self.interval_ms.to_le_bytes());
+        put(&self.limit.to_le_bytes());
+    }
+}
+
 /// The payload of a [`Op::Hello`] frame.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Hello {
@@ -63,6 +92,8 @@ pub struct Hello {
     /// When the sender started, on a scale every node shares (the election's "longest
     /// running" compares these).
     pub start_stamp: u64,
+    /// The sender's keepalive promise.
+    pub liveness: Liveness,
 }
 
 /// The payload of a [`Op::Keepalive`] frame: the sender's view, so that every node can check
@@ -76,6 +107,8 @@ pub struct Keepalive {
     pub recmaster: Pnn,
     /// The sender's recovery mode.
     pub recovery_mode: RecoveryMode,
+    /// The sender's keepalive promise (it may change at run time with `setvar`).
+    pub liveness: Liveness,
 }
 
 /// A decoded frame payload.
@@ -97,6 +130,9 @@ pub enum Message {
     /// The recovery and takeover run of the header's generation are complete.
     Reconfigured,
 }
+
+const HELLO_LEN: usize = 24 + Liveness::BYTES;
+const KEEPALIVE_LEN: usize = 12 + Liveness::BYTES;
 
 fn mode_to_u32(m: RecoveryMode) -> u32 {
     match m {
@@ -121,8 +157,8 @@ impl Message {
     /// Encoded payload size.
     pub fn payload_len(&self) -> usize {
         match self {
-            Message::Hello(_) => 24,
-            Message::Keepalive(_) => 12,
+            Message::Hello(_) => HELLO_LEN,
+            Message::Keepalive(_) => KEEPALIVE_LEN,
             Message::RecoveryStart | Message::RecoveryAck | Message::Reconfigured => 0,
             Message::RecoveryCommit { .. } => NodeSet::BYTES,
         }
@@ -131,8 +167,8 @@ impl Message {
     /// Decodes a payload. Trailing bytes are ignored, so later versions may append fields.
     pub fn decode(op: Op, p: &[u8]) -> Result<Message, WireError> {
         let need = match op {
-            Op::Hello => 24,
-            Op::Keepalive => 12,
+            Op::Hello => HELLO_LEN,
+            Op::Keepalive => KEEPALIVE_LEN,
             Op::RecoveryStart | Op::RecoveryAck | Op::Reconfigured => 0,
             Op::RecoveryCommit => NodeSet::BYTES,
         };
@@ -145,6 +181,7 @@ impl Message {
                 flags: NodeFlags(read_u32(p, 8)),
                 capabilities: read_u32(p, 12),
                 start_stamp: read_u64(p, 16),
+                liveness: Liveness::read(p, 24),
             }),
             Op::Keepalive => Message::Keepalive(Keepalive {
                 flags: NodeFlags(read_u32(p, 0)),
@@ -154,6 +191,7 @@ impl Message {
                     1 => RecoveryMode::Active,
                     _ => return Err(WireError::BadPayload(op)),
                 },
+                liveness: Liveness::read(p, 12),
             }),
             Op::RecoveryStart => Message::RecoveryStart,
             Op::RecoveryAck => Message::RecoveryAck,
@@ -171,11 +209,13 @@ impl Message {
                 put(&h.flags.0.to_le_bytes());
                 put(&h.capabilities.to_le_bytes());
                 put(&h.start_stamp.to_le_bytes());
+                h.liveness.write(put);
             }
             Message::Keepalive(k) => {
                 put(&k.flags.0.to_le_bytes());
                 put(&k.recmaster.0.to_le_bytes());
                 put(&mode_to_u32(k.recovery_mode).to_le_bytes());
+                k.liveness.write(put);
             }
             Message::RecoveryStart | Message::RecoveryAck | Message::Reconfigured => {}
             Message::RecoveryCommit { vnnmap } => put(vnnmap.as_bytes()),

@@ -19,7 +19,7 @@
 
 mod message;
 
-pub use message::{Hello, Keepalive, Message, Op, CAP_RECMASTER};
+pub use message::{Hello, Keepalive, Liveness, Message, Op, CAP_RECMASTER};
 
 use crate::types::{Generation, Pnn};
 use alloc::vec::Vec;

@@ -23,11 +23,19 @@ fn samples() -> [Message; 6] {
             flags: NodeFlags::DISABLED,
             capabilities: 1,
             start_stamp: 77,
+            liveness: crate::wire::Liveness {
+                interval_ms: 250,
+                limit: 4,
+            },
         }),
         Message::Keepalive(Keepalive {
             flags: NodeFlags::BANNED,
             recmaster: Pnn(3),
             recovery_mode: RecoveryMode::Active,
+            liveness: crate::wire::Liveness {
+                interval_ms: 250,
+                limit: 4,
+            },
         }),
         Message::RecoveryStart,
         Message::RecoveryAck,
@@ -60,6 +68,10 @@ fn keepalive_frame() -> Vec<u8> {
         flags: NodeFlags(0),
         recmaster: Pnn::NONE,
         recovery_mode: RecoveryMode::Normal,
+        liveness: crate::wire::Liveness {
+            interval_ms: 250,
+            limit: 4,
+        },
     };
     encode(&header(Op::Keepalive), &Message::Keepalive(k), &mut v);
     v
@@ -68,8 +80,8 @@ fn keepalive_frame() -> Vec<u8> {
 #[test]
 fn header_layout_is_fixed() {
     let v = keepalive_frame();
-    assert_eq!(v.len(), 40);
-    assert_eq!(&v[0..4], &40u32.to_le_bytes());
+    assert_eq!(v.len(), 48);
+    assert_eq!(&v[0..4], &48u32.to_le_bytes());
     assert_eq!(&v[4..8], b"PHRS");
     assert_eq!(v[8], PROTOCOL_VERSION);
     assert_eq!(&v[10..12], &2u16.to_le_bytes());
