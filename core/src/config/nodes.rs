@@ -50,13 +50,21 @@ impl NodesFile {
                 None
             } else {
                 // CTDB allows nothing after the address but blanks.
-                let addr: IpAddr = line.parse().map_err(|_| {
+                let written: IpAddr = line.parse().map_err(|_| {
                     ConfigError::at(line_no, format!("invalid node address {line:?}"))
                 })?;
+                // `::ffff:10.0.0.1` is 10.0.0.1: a dual-stack listener reports it that way.
+                let addr = canonical(written);
+                if let Some(why) = unusable(addr) {
+                    return Err(ConfigError::at(
+                        line_no,
+                        format!("{written} cannot be a node address: {why}"),
+                    ));
+                }
                 if let Some(dup) = entries.iter().find(|e| e.address == Some(addr)) {
                     return Err(ConfigError::at(
                         line_no,
-                        format!("duplicate node address {addr} (already pnn {})", dup.pnn),
+                        format!("duplicate node address {written} (already pnn {})", dup.pnn),
                     ));
                 }
                 Some(addr)
@@ -100,8 +108,10 @@ impl NodesFile {
         self.entries.is_empty()
     }
 
-    /// The PNN of the live node with this address.
+    /// The PNN of the live node with this address (an IPv4-mapped IPv6 address is matched as
+    /// the IPv4 address).
     pub fn pnn_of(&self, addr: IpAddr) -> Option<Pnn> {
+        let addr = canonical(addr);
         self.entries
             .iter()
             .find(|e| e.address == Some(addr))
@@ -111,6 +121,28 @@ impl NodesFile {
     /// The address of `pnn`, `None` if it is deleted or out of range.
     pub fn address_of(&self, pnn: Pnn) -> Option<IpAddr> {
         self.entries.get(pnn.index()).and_then(|e| e.address)
+    }
+}
+
+/// IPv4-mapped IPv6 addresses as the IPv4 address they map.
+pub fn canonical(addr: IpAddr) -> IpAddr {
+    match addr {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(addr),
+        v4 => v4,
+    }
+}
+
+/// Why an address cannot name one node: listening on it would listen everywhere, or it names
+/// many hosts.
+fn unusable(addr: IpAddr) -> Option<&'static str> {
+    if addr.is_unspecified() {
+        Some("it is the unspecified address (it would listen on every interface)")
+    } else if addr.is_multicast() {
+        Some("it is a multicast address")
+    } else if addr == IpAddr::V4(core::net::Ipv4Addr::BROADCAST) {
+        Some("it is the broadcast address")
+    } else {
+        None
     }
 }
 
@@ -137,6 +169,29 @@ mod tests {
         let e = NodesFile::parse("10.0.0.1\n10.0.0.1\n").unwrap_err();
         assert_eq!(e.line, 2);
         assert!(e.reason.contains("duplicate"));
+        // The same address written as IPv4-mapped IPv6 is a duplicate too (issue 9.9: such a
+        // 2-node cluster was never quorate).
+        let e = NodesFile::parse("127.0.0.1\n::ffff:127.0.0.1\n").unwrap_err();
+        assert_eq!(e.line, 2);
+        assert_eq!(
+            e.reason,
+            "duplicate node address ::ffff:127.0.0.1 (already pnn 0)"
+        );
+        for (text, why) in [
+            ("0.0.0.0", "unspecified"),
+            ("::", "unspecified"),
+            ("::ffff:0.0.0.0", "unspecified"),
+            ("224.0.0.1", "multicast"),
+            ("ff02::1", "multicast"),
+            ("255.255.255.255", "broadcast"),
+        ] {
+            let e = NodesFile::parse(&alloc::format!("10.0.0.1\n{text}\n")).unwrap_err();
+            assert_eq!(e.line, 2, "{text}");
+            assert!(e.reason.contains(why), "{text}: {e}");
+        }
+        let f = NodesFile::parse("::ffff:10.0.0.7\n").unwrap();
+        assert_eq!(f.address_of(Pnn(0)), Some("10.0.0.7".parse().unwrap()));
+        assert_eq!(f.pnn_of("::ffff:10.0.0.7".parse().unwrap()), Some(Pnn(0)));
         let e = NodesFile::parse("10.0.0.1 extra\n").unwrap_err();
         assert_eq!(e.line, 1);
         assert!(NodesFile::parse("\n#x\n").is_err());

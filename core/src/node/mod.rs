@@ -233,6 +233,9 @@ pub struct Stats {
     pub unknown_link: u64,
     /// Connections refused because the address is not a configured node.
     pub refused_connections: u64,
+    /// Connections from a node's address closed before they proved themselves with a Hello
+    /// (silent too long, garbage, an older life, or too many at once).
+    pub unproven_connections: u64,
     /// Streams closed because they could not be split into frames.
     pub bad_streams: u64,
     /// Keepalive ticks (for observability).
@@ -253,9 +256,8 @@ struct Peer {
     /// `None` for a deleted slot.
     address: Option<IpAddr>,
     out: OutState,
+    /// The incoming connection it proved with a Hello (a new one is pending until it does).
     incoming: Option<ConnId>,
-    /// A Hello arrived on the current incoming connection.
-    hello: bool,
     /// A failed connect was retried at once for the current incoming connection.
     fast_retried: bool,
     /// Both directions are up and the peer said Hello: not DISCONNECTED.
@@ -331,6 +333,10 @@ pub struct Node {
     ban_until: Option<Instant>,
     was_quorate: bool,
     peers: Vec<Peer>,
+    /// Accepted connections from node addresses that have not said Hello yet, oldest first.
+    pending_in: Vec<transport::PendingIn>,
+    /// Warnings about refused connections, rate-limited.
+    refusals: transport::RefusalLog,
     transmits: VecDeque<Transmit>,
     actions: VecDeque<Action>,
     next_keepalive: Instant,
@@ -358,7 +364,6 @@ impl Node {
                 address: e.address,
                 out: OutState::Idle,
                 incoming: None,
-                hello: false,
                 fast_retried: false,
                 connected: e.pnn == pnn,
                 last_rx: now,
@@ -401,6 +406,8 @@ impl Node {
             ban_until: None,
             was_quorate: false,
             peers,
+            pending_in: Vec::with_capacity(transport::PENDING_PER_PEER * n + 1),
+            refusals: transport::RefusalLog::new(now),
             // Room for a few frames per peer per event: the steady state never grows these.
             transmits: VecDeque::with_capacity(4 * n + 8),
             actions: VecDeque::with_capacity(2 * n + 8),
@@ -472,6 +479,9 @@ impl Node {
             if let Some(d) = p.out.deadline() {
                 t = t.min(d);
             }
+        }
+        for x in &self.pending_in {
+            t = t.min(x.until);
         }
         let timers = [
             self.election_until,

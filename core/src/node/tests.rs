@@ -374,6 +374,19 @@ fn incoming_connection_cuts_the_retry_wait() {
         },
     )
     .unwrap();
+    // A bare connect proves nothing (anyone on the peer's host can open one)...
+    assert!(!actions(&mut n)
+        .iter()
+        .any(|a| matches!(a, Action::Connect { .. })));
+    // ...its Hello does.
+    n.handle(
+        t(10),
+        Event::Frame {
+            link: Link::In(ConnId(7)),
+            bytes: &hello(1),
+        },
+    )
+    .unwrap();
     assert!(actions(&mut n)
         .iter()
         .any(|a| matches!(a, Action::Connect { peer: Pnn(1), .. })));
@@ -820,6 +833,14 @@ fn failed_connect_to_a_peer_that_connected_to_us_is_retried_at_once_but_only_onc
         },
     )
     .unwrap();
+    n.handle(
+        t(5),
+        Event::Frame {
+            link: Link::In(ConnId(7)),
+            bytes: &hello(1),
+        },
+    )
+    .unwrap();
     assert!(
         actions(&mut n).is_empty(),
         "our first connect is still pending"
@@ -863,4 +884,218 @@ fn garbage_on_a_connecting_outgoing_link_counts_as_a_failed_connect() {
     assert_eq!(n.stats().bad_streams, 1);
     // Retried after ReconnectInterval, not left waiting for the connect timeout.
     assert_eq!(n.peers[1].out, OutState::Retry { at: t(1005) });
+}
+
+/// Peer 1 is fully up on incoming connection 11; a second connection 12 comes from its address.
+fn second_connection_from_peer1() -> Node {
+    let mut n = node0();
+    actions(&mut n);
+    connect_peer1(&mut n, t(1));
+    n.handle(
+        t(10),
+        Event::Accepted {
+            conn: ConnId(12),
+            addr: ip("127.0.0.2"),
+        },
+    )
+    .unwrap();
+    n
+}
+
+fn closes(a: &[Action], conn: u64) -> bool {
+    a.contains(&Action::Close {
+        link: Link::In(ConnId(conn)),
+    })
+}
+
+#[test]
+fn a_bare_connect_from_a_peer_address_does_not_cut_its_link() {
+    // Issue 9.6: connect-and-close from 127.0.0.3 every 0.5 s cut node 3's real link each time.
+    let mut n = second_connection_from_peer1();
+    assert!(actions(&mut n).is_empty(), "the established link stays");
+    n.handle(
+        t(20),
+        Event::Closed {
+            link: Link::In(ConnId(12)),
+        },
+    )
+    .unwrap();
+    assert!(actions(&mut n).is_empty());
+    assert_eq!(n.flags_of(Pnn(1)), NodeFlags::empty());
+    // Frames on the established link still count.
+    n.handle(
+        t(300),
+        Event::Frame {
+            link: Link::In(ConnId(11)),
+            bytes: &keepalive(1),
+        },
+    )
+    .unwrap();
+    n.handle(t(600), Event::Timeout).unwrap();
+    assert_eq!(n.flags_of(Pnn(1)), NodeFlags::empty());
+}
+
+#[test]
+fn a_silent_or_garbled_second_connection_is_closed_alone() {
+    // Silent: closed after ConnectTimeout (1 s), the peer untouched.
+    let mut n = second_connection_from_peer1();
+    for ms in (100..=1100).step_by(100) {
+        n.handle(
+            t(ms - 50),
+            Event::Frame {
+                link: Link::In(ConnId(11)),
+                bytes: &keepalive(1),
+            },
+        )
+        .unwrap();
+        n.handle(t(ms), Event::Timeout).unwrap();
+    }
+    let a = actions(&mut n);
+    assert!(closes(&a, 12) && !closes(&a, 11), "{a:?}");
+    assert_eq!(n.flags_of(Pnn(1)), NodeFlags::empty());
+    assert_eq!(n.stats().unproven_connections, 1);
+    // Garbage, or a first frame that is not a Hello: closed at once, the peer untouched.
+    let mut n = second_connection_from_peer1();
+    n.handle(
+        t(20),
+        Event::BadStream {
+            link: Link::In(ConnId(12)),
+        },
+    )
+    .unwrap();
+    let a = actions(&mut n);
+    assert!(closes(&a, 12) && !closes(&a, 11), "{a:?}");
+    let mut n = second_connection_from_peer1();
+    n.handle(
+        t(20),
+        Event::Frame {
+            link: Link::In(ConnId(12)),
+            bytes: &keepalive(1),
+        },
+    )
+    .unwrap();
+    let a = actions(&mut n);
+    assert!(closes(&a, 12) && !closes(&a, 11), "{a:?}");
+    assert_eq!(n.flags_of(Pnn(1)), NodeFlags::empty());
+}
+
+#[test]
+fn many_connections_from_a_peer_address_keep_only_a_few_waiting() {
+    let mut n = second_connection_from_peer1();
+    for c in 13..20 {
+        n.handle(
+            t(20),
+            Event::Accepted {
+                conn: ConnId(c),
+                addr: ip("127.0.0.2"),
+            },
+        )
+        .unwrap();
+    }
+    let a = actions(&mut n);
+    // Two wait (18, 19); the older ones were closed; the real link was never touched.
+    let closed: Vec<u64> = (12..20).filter(|&c| closes(&a, c)).collect();
+    assert_eq!(closed, vec![12, 13, 14, 15, 16, 17]);
+    assert!(!closes(&a, 11));
+}
+
+#[test]
+fn a_restarted_peer_replaces_its_old_link_with_a_hello_from_a_newer_life() {
+    let mut n = second_connection_from_peer1();
+    let newer = frame(
+        1,
+        0,
+        Message::Hello(Hello {
+            incarnation: 10,
+            flags: NodeFlags::empty(),
+            capabilities: CAP_RECMASTER,
+            start_stamp: 5,
+            liveness: crate::wire::Liveness {
+                interval_ms: 100,
+                limit: 3,
+            },
+        }),
+    );
+    n.handle(
+        t(20),
+        Event::Frame {
+            link: Link::In(ConnId(12)),
+            bytes: &newer,
+        },
+    )
+    .unwrap();
+    let a = actions(&mut n);
+    assert!(closes(&a, 11) && !closes(&a, 12), "{a:?}");
+    assert_eq!(n.flags_of(Pnn(1)), NodeFlags::empty());
+    // The new link is the peer's now: EOF on it is a death.
+    n.handle(
+        t(30),
+        Event::Closed {
+            link: Link::In(ConnId(12)),
+        },
+    )
+    .unwrap();
+    assert!(n.flags_of(Pnn(1)).contains(NodeFlags::DISCONNECTED));
+}
+
+#[test]
+fn a_hello_from_an_older_life_does_not_displace_the_link() {
+    let mut n = second_connection_from_peer1();
+    // connect_peer1's Hello: incarnation 9, start stamp 0. A stranger replaying another life
+    // with the same (or an older) start stamp is refused.
+    let other = frame(
+        1,
+        0,
+        Message::Hello(Hello {
+            incarnation: 77,
+            flags: NodeFlags::empty(),
+            capabilities: CAP_RECMASTER,
+            start_stamp: 0,
+            liveness: crate::wire::Liveness {
+                interval_ms: 100,
+                limit: 3,
+            },
+        }),
+    );
+    n.handle(
+        t(20),
+        Event::Frame {
+            link: Link::In(ConnId(12)),
+            bytes: &other,
+        },
+    )
+    .unwrap();
+    let a = actions(&mut n);
+    assert!(closes(&a, 12) && !closes(&a, 11), "{a:?}");
+    assert_eq!(n.flags_of(Pnn(1)), NodeFlags::empty());
+}
+
+#[test]
+fn refused_connections_are_counted_and_their_warnings_rate_limited() {
+    let mut n = node0();
+    actions(&mut n);
+    for i in 0..10_000u64 {
+        n.handle(
+            t(i / 100),
+            Event::Accepted {
+                conn: ConnId(100 + i),
+                addr: ip("10.9.9.9"),
+            },
+        )
+        .unwrap();
+    }
+    assert_eq!(n.stats().refused_connections, 10_000);
+    assert_eq!(
+        n.refusals.logged,
+        transport::RefusalLog::LINES_PER_WINDOW,
+        "a few lines, then only a count"
+    );
+    assert_eq!(
+        n.refusals.suppressed,
+        10_000 - transport::RefusalLog::LINES_PER_WINDOW as u64
+    );
+    // The window ends with one summary line and a fresh budget.
+    n.handle(t(10_000), Event::Timeout).unwrap();
+    assert_eq!(n.refusals.suppressed, 0);
+    assert_eq!(n.refusals.logged, 0);
 }

@@ -7,6 +7,75 @@ use crate::control::RecoveryMode;
 use crate::time::Instant;
 use crate::types::{ConnId, Link, Pnn};
 use crate::wire::{self, Hello, Message, CAP_RECMASTER};
+
+/// Unproven incoming connections that may wait per peer.
+pub(super) const PENDING_PER_PEER: usize = 2;
+
+/// An accepted connection from a node's address that has not said Hello yet.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct PendingIn {
+    pub conn: ConnId,
+    pub peer: Pnn,
+    /// Closed if no Hello came by then.
+    pub until: Instant,
+}
+
+/// What a link is to the node.
+enum LinkRole {
+    /// A peer's current link.
+    Peer(Pnn),
+    /// An incoming connection waiting for its Hello (index in `pending_in`).
+    Pending(usize),
+    /// Closed or never known.
+    Unknown,
+}
+
+/// Warnings about connections from addresses that are not nodes: a few per window, then a
+/// count (10,000 connects from a stranger must not write 10,000 lines).
+#[derive(Clone, Copy, Debug)]
+pub(super) struct RefusalLog {
+    window_start: Instant,
+    pub logged: u32,
+    pub suppressed: u64,
+}
+
+impl RefusalLog {
+    const WINDOW: core::time::Duration = core::time::Duration::from_secs(10);
+    pub const LINES_PER_WINDOW: u32 = 5;
+
+    pub fn new(now: Instant) -> Self {
+        RefusalLog {
+            window_start: now,
+            logged: 0,
+            suppressed: 0,
+        }
+    }
+
+    pub fn refused(&mut self, now: Instant, addr: IpAddr) {
+        self.flush(now);
+        if self.logged < Self::LINES_PER_WINDOW {
+            self.logged += 1;
+            log::warn!("refusing connection from {addr}: not a node of the cluster");
+        } else {
+            self.suppressed += 1;
+        }
+    }
+
+    /// Ends the window if it is over, with one line for what it did not log.
+    pub fn flush(&mut self, now: Instant) {
+        if now - self.window_start < Self::WINDOW {
+            return;
+        }
+        if self.suppressed > 0 {
+            log::warn!(
+                "refused {} more connections from addresses that are not nodes in the last {} s",
+                self.suppressed,
+                (now - self.window_start).as_secs()
+            );
+        }
+        *self = RefusalLog::new(now);
+    }
+}
 use core::net::{IpAddr, SocketAddr};
 
 /// State of our outgoing connection to one peer.
@@ -92,53 +161,115 @@ impl Node {
     }
 
     pub(super) fn on_accepted(&mut self, conn: ConnId, addr: IpAddr) {
-        let peer = match self.nodes.pnn_of(canonical(addr)) {
+        let peer = match self.nodes.pnn_of(addr) {
             Some(p) if p != self.pnn => p,
             _ => {
                 self.stats.refused_connections += 1;
-                log::warn!("refusing connection from {addr}: not a node of the cluster");
+                self.refusals.refused(self.now, addr);
                 self.actions.push_back(Action::Close {
                     link: Link::In(conn),
                 });
                 return;
             }
         };
+        // The connection proves itself with a Hello before it may replace the established one
+        // (a bare connect from a peer's address must not cut its real link). A few may wait
+        // per peer; a newer one pushes the oldest out.
+        let waiting = self.pending_in.iter().filter(|x| x.peer == peer).count();
+        if waiting >= PENDING_PER_PEER {
+            if let Some(i) = self.pending_in.iter().position(|x| x.peer == peer) {
+                let old = self.pending_in.remove(i);
+                self.drop_unproven(old.conn, "replaced by a newer connection");
+            }
+        }
+        self.pending_in.push(PendingIn {
+            conn,
+            peer,
+            until: self.now + self.tunables.connect_timeout,
+        });
+    }
+
+    /// Closes a pending incoming connection that did not prove itself.
+    fn drop_unproven(&mut self, conn: ConnId, why: &str) {
+        self.stats.unproven_connections += 1;
+        log::debug!("closing unproven connection {conn:?}: {why}");
+        self.actions.push_back(Action::Close {
+            link: Link::In(conn),
+        });
+    }
+
+    /// A pending connection said Hello: it becomes the peer's incoming connection, unless it
+    /// is from an older life of the peer than the established one.
+    fn promote(&mut self, at: usize, hello: &Hello) {
+        let PendingIn { conn, peer, .. } = self.pending_in.remove(at);
         let p = &mut self.peers[peer.index()];
-        if let Some(old) = p.incoming.replace(conn) {
-            // The peer opened a new connection: the old one is stale (it restarted or reset).
+        if let Some(old) = p.incoming {
+            let same_life = hello.incarnation == p.incarnation;
+            if !same_life && hello.start_stamp <= p.start_stamp {
+                self.drop_unproven(conn, "a Hello from an older life than the established link");
+                return;
+            }
             self.actions.push_back(Action::Close {
                 link: Link::In(old),
             });
         }
-        p.hello = false;
+        let p = &mut self.peers[peer.index()];
+        p.incoming = Some(conn);
         p.fast_retried = false;
-        if matches!(p.out, OutState::Retry { .. }) {
+        self.take_hello(peer, hello);
+        if matches!(self.peers[peer.index()].out, OutState::Retry { .. }) {
             // The peer is evidently up: do not wait for the retry timer.
             self.start_connect(peer);
         }
         self.update_connected(peer);
     }
 
-    /// The peer a link belongs to, if it is current.
-    fn link_peer(&self, link: Link) -> Option<Pnn> {
+    /// What a Hello tells about its sender.
+    fn take_hello(&mut self, peer: Pnn, h: &Hello) {
+        let p = &mut self.peers[peer.index()];
+        p.incarnation = h.incarnation;
+        p.flags = h.flags.0.into_admin();
+        p.start_stamp = h.start_stamp;
+        p.capable = h.capabilities & CAP_RECMASTER != 0;
+        p.promise = Promise::from_wire(h.liveness);
+        self.promise_changed(peer);
+    }
+
+    /// What a link is to us now.
+    fn link_role(&self, link: Link) -> LinkRole {
         match link {
-            Link::Out(p) => self
-                .peers
-                .get(p.index())
-                .filter(|x| x.out == OutState::Up)
-                .map(|_| p),
-            Link::In(conn) => self
-                .peers
-                .iter()
-                .position(|x| x.incoming == Some(conn))
-                .map(|i| Pnn(i as u32)),
+            Link::Out(p) => match self.peers.get(p.index()) {
+                Some(x) if x.out == OutState::Up => LinkRole::Peer(p),
+                _ => LinkRole::Unknown,
+            },
+            Link::In(conn) => {
+                if let Some(i) = self.peers.iter().position(|x| x.incoming == Some(conn)) {
+                    return LinkRole::Peer(Pnn(i as u32));
+                }
+                match self.pending_in.iter().position(|x| x.conn == conn) {
+                    Some(i) => LinkRole::Pending(i),
+                    None => LinkRole::Unknown,
+                }
+            }
+        }
+    }
+
+    /// The peer a link belongs to, if it is current (pending links belong to nobody yet).
+    fn link_peer(&self, link: Link) -> Option<Pnn> {
+        match self.link_role(link) {
+            LinkRole::Peer(p) => Some(p),
+            _ => None,
         }
     }
 
     pub(super) fn on_frame(&mut self, link: Link, bytes: &[u8]) {
-        let Some(peer) = self.link_peer(link) else {
-            self.stats.unknown_link += 1;
-            return;
+        let (peer, pending) = match self.link_role(link) {
+            LinkRole::Peer(p) => (p, None),
+            LinkRole::Pending(i) => (self.pending_in[i].peer, Some(i)),
+            LinkRole::Unknown => {
+                self.stats.unknown_link += 1;
+                return;
+            }
         };
         let (header, message) = match wire::decode(bytes) {
             Ok(x) => x,
@@ -160,6 +291,22 @@ impl Node {
             self.stats.wrong_destination += 1;
             return;
         }
+        if let Some(i) = pending {
+            // A node says Hello first on every connection it opens; anything else is not one.
+            match message {
+                Message::Hello(h) => {
+                    self.stats.frames_received += 1;
+                    self.peers[peer.index()].generation = header.generation;
+                    self.promote(i, &h);
+                    self.peer_alive(peer);
+                }
+                _ => {
+                    let x = self.pending_in.remove(i);
+                    self.drop_unproven(x.conn, "first frame is not a Hello");
+                }
+            }
+            return;
+        }
         if header.op.generation_scoped() && header.generation < self.generation {
             self.stats.stale_generation += 1;
             log::debug!(
@@ -178,15 +325,8 @@ impl Node {
         }
         match message {
             Message::Hello(h) => {
-                if link != Link::Out(peer) {
-                    p.hello = true;
-                }
-                p.incarnation = h.incarnation;
-                p.flags = h.flags.0.into_admin();
-                p.start_stamp = h.start_stamp;
-                p.capable = h.capabilities & CAP_RECMASTER != 0;
-                p.promise = Promise::from_wire(h.liveness);
-                self.promise_changed(peer);
+                // Again on an established link: take what it says.
+                self.take_hello(peer, &h);
                 self.update_connected(peer);
             }
             Message::Keepalive(k) => {
@@ -207,6 +347,11 @@ impl Node {
 
     pub(super) fn on_bad_stream(&mut self, link: Link) {
         self.stats.bad_streams += 1;
+        if let LinkRole::Pending(i) = self.link_role(link) {
+            let x = self.pending_in.remove(i);
+            self.drop_unproven(x.conn, "garbage before its Hello");
+            return;
+        }
         match self.link_peer(link) {
             Some(peer) => self.peer_dead(peer, "garbage on its connection"),
             None => {
@@ -240,13 +385,18 @@ impl Node {
                 }
             }
             Link::Out(_) => return,
-            Link::In(conn) => match self.link_peer(Link::In(conn)) {
-                Some(p) => {
+            Link::In(conn) => match self.link_role(Link::In(conn)) {
+                LinkRole::Peer(p) => {
                     // The socket is gone already: no Close for it.
                     self.peers[p.index()].incoming = None;
                     p
                 }
-                None => return,
+                LinkRole::Pending(i) => {
+                    // A connection that never said Hello ended: nobody died.
+                    self.pending_in.remove(i);
+                    return;
+                }
+                LinkRole::Unknown => return,
             },
         };
         self.peer_dead(peer, "connection closed");
@@ -272,7 +422,6 @@ impl Node {
                 link: Link::In(conn),
             });
         }
-        p.hello = false;
         // What it told us is stale from now on.
         p.reported_recmaster = Pnn::NONE;
         p.reported_mode = RecoveryMode::Normal;
@@ -285,7 +434,7 @@ impl Node {
     /// Recomputes whether `peer` counts as connected, logging the transition.
     pub(super) fn update_connected(&mut self, peer: Pnn) {
         let p = &mut self.peers[peer.index()];
-        let now_connected = p.out == OutState::Up && p.incoming.is_some() && p.hello;
+        let now_connected = p.out == OutState::Up && p.incoming.is_some();
         if now_connected == p.connected {
             return;
         }
@@ -303,8 +452,13 @@ impl Node {
         }
     }
 
-    /// Connect timeouts and retries that are due.
+    /// Connect timeouts and retries that are due, and pending connections that stayed silent.
     pub(super) fn transport_timers(&mut self) {
+        while let Some(i) = self.pending_in.iter().position(|x| self.now >= x.until) {
+            let x = self.pending_in.remove(i);
+            self.drop_unproven(x.conn, "no Hello within ConnectTimeout");
+        }
+        self.refusals.flush(self.now);
         for i in 0..self.peers.len() {
             let peer = Pnn(i as u32);
             match self.peers[i].out {
@@ -324,13 +478,6 @@ impl Node {
     }
 }
 
-/// IPv4-mapped IPv6 peers (from a dual-stack listener) are matched as IPv4.
-fn canonical(addr: IpAddr) -> IpAddr {
-    match addr {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(addr),
-        v4 => v4,
-    }
-}
 
 trait IntoAdmin {
     fn into_admin(self) -> crate::types::NodeFlags;
