@@ -14,7 +14,7 @@ pub use mesh::Mesh;
 use pharos_core::config::{NodesFile, Tunables};
 use pharos_core::control::{RecoveryMode, Request};
 use pharos_core::wire::{self, Header, Hello, Keepalive, Message};
-use pharos_core::{Action, ClientId, ConnId, Event, Generation, NodeConfig, NodeFlags, Pnn};
+use pharos_core::{ClientId, ConnId, Event, Generation, NodeConfig, NodeFlags, Pnn};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::net::IpAddr;
@@ -195,7 +195,7 @@ impl Follower {
             link: pharos_core::Link::In(*conn),
             bytes,
         };
-        self.mesh.handle_detached(0, event)
+        self.mesh.handle_detached(0, event).sent
     }
 
     /// A keepalive from every peer.
@@ -210,23 +210,16 @@ impl Follower {
     pub fn tick(&mut self) -> usize {
         let t = self.mesh.nodes[0].poll_timeout().expect("a deadline");
         self.mesh.now = self.mesh.now.max(t);
-        self.mesh.handle_detached(0, Event::Timeout)
+        self.mesh.handle_detached(0, Event::Timeout).sent
     }
 
     /// A control `status` request to node 0, answered as the JSON line the shell would write.
     pub fn status_json(&mut self) -> String {
-        let node = &mut self.mesh.nodes[0];
         let event = Event::Control {
             client: ClientId(1),
             request: Request::Status,
         };
-        node.handle(self.mesh.now, event).expect("valid input");
-        let mut json = String::new();
-        while let Some(a) = node.poll_action() {
-            if let Action::Reply { response, .. } = a {
-                json = response.to_json();
-            }
-        }
-        json
+        let reply = self.mesh.handle_detached(0, event).reply;
+        reply.map(|r| r.to_json()).unwrap_or_default()
     }
 }

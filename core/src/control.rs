@@ -7,6 +7,9 @@
 
 use crate::config::Tunables;
 use crate::types::{Generation, NodeFlags, Pnn};
+// Recovery mode is a node state the wire and the control protocol both show; it lives in
+// `types`, re-exported here where the status report uses it.
+pub use crate::types::RecoveryMode;
 use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
@@ -155,25 +158,6 @@ impl Request {
         };
         s.push('\n');
         s
-    }
-}
-
-/// Recovery mode, as CTDB names it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RecoveryMode {
-    /// Normal operation.
-    Normal,
-    /// A recovery is under way.
-    Active,
-}
-
-impl RecoveryMode {
-    /// `NORMAL` or `ACTIVE`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RecoveryMode::Normal => "NORMAL",
-            RecoveryMode::Active => "ACTIVE",
-        }
     }
 }
 

@@ -11,6 +11,8 @@ pub enum Error {
     TimeWentBackwards,
     /// An event named a PNN that is not in the nodes file, or is this node. Ignored.
     UnknownPeer,
+    /// The node has shut down ([`crate::Action::Exit`] was emitted). Ignored.
+    Stopped,
 }
 
 impl fmt::Display for Error {
@@ -18,6 +20,7 @@ impl fmt::Display for Error {
         f.write_str(match self {
             Error::TimeWentBackwards => "time went backwards",
             Error::UnknownPeer => "event names an unknown peer",
+            Error::Stopped => "the node has shut down",
         })
     }
 }

@@ -34,6 +34,7 @@ extern crate std;
 
 pub mod config;
 pub mod control;
+pub mod drive;
 pub mod error;
 pub mod ipalloc;
 pub mod node;
@@ -44,7 +45,7 @@ pub mod types;
 pub mod wire;
 
 pub use error::Error;
-pub use node::{Action, Event, LockResult, Node, NodeConfig, Transmit};
+pub use node::{Action, Event, LockResult, Node, NodeConfig, Notification};
 
 pub use time::Instant;
 pub use types::{ClientId, ConnId, Generation, Link, NodeFlags, Pnn};

@@ -6,6 +6,7 @@
 //! Everything is deterministic: same calls, same results.
 
 use crate::config::{NodesFile, Tunables};
+use crate::drive::{Driver, Feedback, Host};
 use crate::node::{Action, Event, LockResult, Node, NodeConfig};
 use crate::time::Instant;
 use crate::types::{ConnId, Link, NodeFlags, Pnn};
@@ -70,6 +71,7 @@ pub struct Net {
     pub released_all: Vec<(Instant, usize)>,
     /// Pairs that cannot reach each other: frames are lost, connects go unanswered.
     blocked: alloc::collections::BTreeSet<(usize, usize)>,
+    driver: Driver,
 }
 
 /// A model fcntl lock, as the in-memory clusters use it: `holder` asks; free, or already
@@ -142,6 +144,7 @@ impl Net {
             replies: Vec::new(),
             released_all: Vec::new(),
             blocked: alloc::collections::BTreeSet::new(),
+            driver: Driver::new(),
         }
     }
 
@@ -422,75 +425,79 @@ impl Net {
         self.drain(to);
     }
 
-    /// Drains node `i`'s outputs into the network.
+    /// Drains node `i`'s outputs into the network, through the drive path.
     fn drain(&mut self, i: usize) {
+        let Some(mut node) = self.nodes[i].take() else {
+            return;
+        };
+        let mut driver = core::mem::take(&mut self.driver);
+        let now = self.now;
+        driver.drain(&mut node, now, &mut NetShell { net: self, i });
+        self.driver = driver;
+        self.nodes[i] = Some(node);
+    }
+
+    fn transmit(&mut self, i: usize, peer: Pnn, frame: &[u8]) {
         let now = self.now;
         let lat = self.latency;
-        loop {
-            let Some(node) = self.nodes[i].as_mut() else {
-                return;
-            };
-            let Some(t) = node.poll_transmit() else { break };
-            let j = t.peer.index();
-            let Some(id) = self.out[i][j] else { continue };
-            if !self.conns.contains_key(&id) {
-                continue;
-            }
-            if !self.reachable(i, j) {
-                continue;
-            }
-            let mut bytes = Vec::new();
-            t.encode(&mut bytes);
-            debug_assert_eq!(wire::frame_len(&bytes), Ok(Some(bytes.len())));
-            self.push(now + lat, j, Input::Frame(Link::In(ConnId(id)), bytes));
+        let j = peer.index();
+        let Some(id) = self.out[i][j] else { return };
+        if !self.conns.contains_key(&id) || !self.reachable(i, j) {
+            return;
         }
-        loop {
-            let Some(node) = self.nodes[i].as_mut() else {
-                return;
-            };
-            let Some(a) = node.poll_action() else { break };
-            match a {
-                Action::Connect { peer, local, .. } => {
-                    let j = peer.index();
-                    if let Some(old) = self.out[i][j].take() {
-                        self.close_conn(old, i);
-                    }
-                    // A frozen or running process accepts (the kernel does); a dead one refuses;
-                    // across a partition nothing answers (the node's connect timeout fires).
-                    if !self.reachable(i, j) || !self.reachable(j, i) {
-                        continue;
-                    }
-                    if self.nodes[j].is_some() {
-                        let id = self.next_conn;
-                        self.next_conn += 1;
-                        self.conns.insert(id, Conn { from: i, to: j });
-                        self.out[i][j] = Some(id);
-                        self.push(now + lat, j, Input::Accepted(ConnId(id), local));
-                        self.push(now + lat + lat, i, Input::Connected(peer, id));
-                    } else {
-                        self.push(now + lat, i, Input::ConnectFailed(peer));
-                    }
+        debug_assert_eq!(wire::frame_len(frame), Ok(Some(frame.len())));
+        self.push(
+            now + lat,
+            j,
+            Input::Frame(Link::In(ConnId(id)), frame.to_vec()),
+        );
+    }
+
+    fn action(&mut self, i: usize, a: Action) {
+        let now = self.now;
+        let lat = self.latency;
+        match a {
+            Action::Connect { peer, local, .. } => {
+                let j = peer.index();
+                if let Some(old) = self.out[i][j].take() {
+                    self.close_conn(old, i);
                 }
-                Action::Close { link } => {
-                    let id = match link {
-                        Link::Out(p) => self.out[i][p.index()],
-                        Link::In(c) => Some(c.0),
-                    };
-                    if let Some(id) = id {
-                        self.close_conn(id, i);
-                    }
-                    if let Link::Out(p) = link {
-                        self.out[i][p.index()] = None;
-                    }
+                // A frozen or running process accepts (the kernel does); a dead one refuses;
+                // across a partition nothing answers (the node's connect timeout fires).
+                if !self.reachable(i, j) || !self.reachable(j, i) {
+                    return;
                 }
-                Action::AcquireLock => {
-                    let result = fcntl_acquire(&mut self.lock_holder, i);
-                    self.push_lock(now + lat, i, result);
+                if self.nodes[j].is_some() {
+                    let id = self.next_conn;
+                    self.next_conn += 1;
+                    self.conns.insert(id, Conn { from: i, to: j });
+                    self.out[i][j] = Some(id);
+                    self.push(now + lat, j, Input::Accepted(ConnId(id), local));
+                    self.push(now + lat + lat, i, Input::Connected(peer, id));
+                } else {
+                    self.push(now + lat, i, Input::ConnectFailed(peer));
                 }
-                Action::ReleaseLock => fcntl_release(&mut self.lock_holder, i),
-                Action::Reply { response, .. } => self.replies.push((i, response)),
-                Action::ReleaseAllIps => self.released_all.push((now, i)),
             }
+            Action::Close { link } => {
+                let id = match link {
+                    Link::Out(p) => self.out[i][p.index()],
+                    Link::In(c) => Some(c.0),
+                };
+                if let Some(id) = id {
+                    self.close_conn(id, i);
+                }
+                if let Link::Out(p) = link {
+                    self.out[i][p.index()] = None;
+                }
+            }
+            Action::AcquireLock => {
+                let result = fcntl_acquire(&mut self.lock_holder, i);
+                self.push_lock(now + lat, i, result);
+            }
+            Action::ReleaseLock => fcntl_release(&mut self.lock_holder, i),
+            Action::Reply { response, .. } => self.replies.push((i, response)),
+            Action::ReleaseAllIps => self.released_all.push((now, i)),
+            Action::Exit => {}
         }
     }
 
@@ -515,5 +522,21 @@ impl Net {
                 Input::Closed(Link::Out(Pnn(c.to as u32)), id),
             );
         }
+    }
+}
+
+/// Node `i`'s shell in the in-memory network.
+struct NetShell<'n> {
+    net: &'n mut Net,
+    i: usize,
+}
+
+impl Host for NetShell<'_> {
+    fn transmit(&mut self, peer: Pnn, frame: &[u8]) {
+        self.net.transmit(self.i, peer, frame);
+    }
+
+    fn act(&mut self, action: Action, _feedback: &mut Feedback) {
+        self.net.action(self.i, action);
     }
 }

@@ -162,6 +162,25 @@ mod tests {
     }
 }
 
+/// Recovery mode, as CTDB names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RecoveryMode {
+    /// Normal operation.
+    Normal,
+    /// A recovery is under way.
+    Active,
+}
+
+impl RecoveryMode {
+    /// `NORMAL` or `ACTIVE`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RecoveryMode::Normal => "NORMAL",
+            RecoveryMode::Active => "ACTIVE",
+        }
+    }
+}
+
 /// A set of PNNs below [`crate::config::MAX_NODES`], as a fixed bitmap (`Copy`, no allocation).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct NodeSet([u8; NodeSet::BYTES]);
@@ -195,6 +214,13 @@ impl NodeSet {
         }
     }
 
+    /// Removes `p`.
+    pub fn remove(&mut self, p: Pnn) {
+        if let Some(b) = self.0.get_mut(p.index() / 8) {
+            *b &= !(1 << (p.index() % 8));
+        }
+    }
+
     /// Whether `p` is in the set.
     pub fn contains(&self, p: Pnn) -> bool {
         self.0
@@ -212,11 +238,17 @@ impl NodeSet {
         self.0.iter().all(|&b| b == 0)
     }
 
-    /// Members in increasing order.
+    /// Members in increasing order (empty bytes are skipped whole).
     pub fn iter(&self) -> impl Iterator<Item = Pnn> + '_ {
-        (0..NodeSet::BYTES * 8)
-            .map(|i| Pnn(i as u32))
-            .filter(move |p| self.contains(*p))
+        self.0
+            .iter()
+            .enumerate()
+            .filter(|(_, &b)| b != 0)
+            .flat_map(|(i, &b)| {
+                (0..8)
+                    .filter(move |bit| b & (1 << bit) != 0)
+                    .map(move |bit| Pnn((i * 8 + bit) as u32))
+            })
     }
 }
 

@@ -83,10 +83,10 @@ fn run_steady(m: &mut Mesh, intervals: u32) -> u64 {
     let interval = m.nodes[0].tunables().keepalive_interval;
     let until = m.now + interval * intervals;
     let ticks = |m: &Mesh| -> u64 { m.nodes.iter().map(|n| n.stats().keepalive_ticks).sum() };
-    let (ticks0, frames0, disturbances0) = (ticks(m), m.frames, m.disturbances);
+    let (ticks0, frames0, disturbances0) = (ticks(m), m.net.frames, m.net.disturbances);
     let generation = m.nodes[0].generation();
     let (n, ()) = allocations(|| m.run_until(until));
-    let (ticks, frames) = (ticks(m) - ticks0, m.frames - frames0);
+    let (ticks, frames) = (ticks(m) - ticks0, m.net.frames - frames0);
     // Every node ticked every interval and sent a keepalive to every peer each time.
     assert!(
         ticks >= (NODES as u64) * u64::from(intervals),
@@ -94,7 +94,7 @@ fn run_steady(m: &mut Mesh, intervals: u32) -> u64 {
     );
     assert!(frames >= ticks * (NODES as u64 - 1), "{frames} frames");
     assert_eq!(
-        m.disturbances, disturbances0,
+        m.net.disturbances, disturbances0,
         "connects, closes or lock requests"
     );
     assert!(m.settled(), "the cluster left its steady state");
@@ -107,13 +107,13 @@ fn steady_state_cluster_allocates_nothing() {
     let mut m = Mesh::settled_cluster(NODES, tunables());
     // Warm-up: lets every queue and buffer reach its working size.
     run_steady(&mut m, 100);
-    let frames = m.frames;
+    let frames = m.net.frames;
     let n = run_steady(&mut m, INTERVALS);
     assert_eq!(
         n,
         0,
         "{n} heap allocations in {INTERVALS} keepalive intervals ({} frames)",
-        m.frames - frames
+        m.net.frames - frames
     );
 }
 

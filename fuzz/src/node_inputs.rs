@@ -29,6 +29,7 @@
 
 use crate::Reader;
 use pharos_core::config::{NodesFile, Tunables};
+use pharos_core::drive::{Driver, Feedback, Host};
 use pharos_core::control::{RecoveryMode, Request, Response};
 use pharos_core::node::Stats;
 use pharos_core::types::NodeSet;
@@ -352,6 +353,7 @@ enum Out {
 /// The harness: the node and what a shell would know.
 struct Shell {
     node: Node,
+    driver: Driver,
     nodes: NodesFile,
     pnn: Pnn,
     now: Instant,
@@ -416,6 +418,7 @@ impl Shell {
         let generation = node.generation();
         let mut shell = Shell {
             node,
+            driver: Driver::new(),
             nodes,
             pnn,
             now,
@@ -565,7 +568,7 @@ impl Shell {
                 } else {
                     self.pnn
                 };
-                let message = match kind % 6 {
+                let message = match kind % 7 {
                     0 => Message::Hello(Hello {
                         incarnation: u64::from(kind),
                         flags: NodeFlags(flags),
@@ -592,7 +595,8 @@ impl Shell {
                     4 => Message::RecoveryCommit {
                         vnnmap: NodeSet::from_bytes(&flags.to_le_bytes()),
                     },
-                    _ => Message::Reconfigured,
+                    5 => Message::Reconfigured,
+                    _ => Message::Goodbye,
                 };
                 let generation = i64::from(self.node.generation().0) + i64::from(gen as i8);
                 let generation = Generation(generation.clamp(0, u32::MAX.into()) as u32);
@@ -700,8 +704,9 @@ impl Shell {
             // Refused input changes nothing: no output, same deadline, same counters. (The
             // deadline may now be due: the node did not run its timers for it.)
             assert_eq!(self.node.poll_timeout(), deadline);
-            assert!(self.node.poll_transmit().is_none());
+            assert!(self.node.next_transmit().is_none());
             assert!(self.node.poll_action().is_none());
+            assert!(self.node.poll_notification().is_none());
             assert_eq!(*self.node.stats(), self.stats);
         } else {
             assert_eq!(r, Ok(()));
@@ -709,69 +714,22 @@ impl Shell {
         }
     }
 
-    /// The shell's drain, checking everything the node hands out.
+    /// The shell's drain (the one drive path), checking everything the node hands out.
     fn drain(&mut self, control: Option<ClientId>) {
-        let mut sent_to = Vec::new();
-        let mut buf = Vec::new();
-        while let Some(t) = self.node.poll_transmit() {
-            assert!(self.is_remote(t.peer), "transmit to {}", t.peer);
-            assert_eq!(
-                self.out[t.peer.index()],
-                Out::Up,
-                "transmit to {} without an established connection",
-                t.peer
-            );
-            buf.clear();
-            t.encode(&mut buf);
-            assert_eq!(wire::frame_len(&buf), Ok(Some(buf.len())));
-            let (h, m) = wire::decode(&buf).expect("our own frame decodes");
-            assert_eq!((h.src, h.dst, &m), (self.pnn, t.peer, t.message()));
-            sent_to.push(t.peer);
-        }
-        let mut replies = 0;
-        self.released_ips = false;
-        while let Some(a) = self.node.poll_action() {
-            match a {
-                Action::AcquireLock => {}
-                Action::ReleaseLock => self.lock_granted = false,
-                Action::ReleaseAllIps => self.released_ips = true,
-                Action::Connect { peer, addr, local } => {
-                    assert!(self.is_remote(peer), "connect to {peer}");
-                    assert_eq!(
-                        addr,
-                        SocketAddr::new(self.nodes.address_of(peer).unwrap(), PORT)
-                    );
-                    assert_eq!(Some(local), self.nodes.address_of(self.pnn));
-                    assert_eq!(
-                        self.out[peer.index()],
-                        Out::None,
-                        "connect to {peer} without closing the current connection first"
-                    );
-                    self.out[peer.index()] = Out::Connecting;
-                }
-                Action::Close { link: Link::Out(p) } => {
-                    assert!(
-                        !sent_to.contains(&p),
-                        "transmit to {p} left before its Close"
-                    );
-                    if let Some(o) = self.out.get_mut(p.index()) {
-                        *o = Out::None;
-                    }
-                }
-                Action::Close { link: Link::In(c) } => {
-                    self.open.remove(&c.0);
-                }
-                Action::Reply { client, response } => {
-                    assert_eq!(Some(client), control, "unexpected reply");
-                    replies += 1;
-                    let json = response.to_json();
-                    assert!(json.starts_with('{') && json.ends_with('}'), "{json}");
-                    if let Response::Status(s) = &response {
-                        assert_eq!(s.pnn, self.pnn);
-                    }
-                }
-            }
-        }
+        let mut host = Checks {
+            nodes: &self.nodes,
+            pnn: self.pnn,
+            out: &mut self.out,
+            open: &mut self.open,
+            lock_granted: &mut self.lock_granted,
+            sent_to: Vec::new(),
+            replies: 0,
+            control,
+            released_ips: false,
+        };
+        self.driver.drain(&mut self.node, self.now, &mut host);
+        let (replies, released) = (host.replies, host.released_ips);
+        self.released_ips = released;
         assert_eq!(replies, usize::from(control.is_some()), "replies");
         self.check();
     }
@@ -911,5 +869,83 @@ fn promise(arg: u8) -> Liveness {
             interval_ms: 100,
             limit: 3,
         },
+    }
+}
+
+/// What the harness checks as the drive path hands the node's outputs over.
+struct Checks<'a> {
+    nodes: &'a NodesFile,
+    pnn: Pnn,
+    out: &'a mut Vec<Out>,
+    open: &'a mut BTreeMap<u64, IpAddr>,
+    lock_granted: &'a mut bool,
+    sent_to: Vec<Pnn>,
+    replies: usize,
+    control: Option<ClientId>,
+    released_ips: bool,
+}
+
+impl Checks<'_> {
+    fn is_remote(&self, p: Pnn) -> bool {
+        p != self.pnn && self.nodes.address_of(p).is_some()
+    }
+}
+
+impl Host for Checks<'_> {
+    fn transmit(&mut self, peer: Pnn, frame: &[u8]) {
+        assert!(self.is_remote(peer), "transmit to {peer}");
+        assert_eq!(
+            self.out[peer.index()],
+            Out::Up,
+            "transmit to {peer} without an established connection"
+        );
+        assert_eq!(wire::frame_len(frame), Ok(Some(frame.len())));
+        let (h, _) = wire::decode(frame).expect("our own frame decodes");
+        assert_eq!((h.src, h.dst), (self.pnn, peer));
+        self.sent_to.push(peer);
+    }
+
+    fn act(&mut self, a: Action, _feedback: &mut Feedback) {
+        match a {
+            Action::AcquireLock => {}
+            Action::ReleaseLock => *self.lock_granted = false,
+            Action::ReleaseAllIps => self.released_ips = true,
+            Action::Exit => {}
+            Action::Connect { peer, addr, local } => {
+                assert!(self.is_remote(peer), "connect to {peer}");
+                assert_eq!(
+                    addr,
+                    SocketAddr::new(self.nodes.address_of(peer).unwrap(), PORT)
+                );
+                assert_eq!(Some(local), self.nodes.address_of(self.pnn));
+                assert_eq!(
+                    self.out[peer.index()],
+                    Out::None,
+                    "connect to {peer} without closing the current connection first"
+                );
+                self.out[peer.index()] = Out::Connecting;
+            }
+            Action::Close { link: Link::Out(p) } => {
+                assert!(
+                    !self.sent_to.contains(&p),
+                    "transmit to {p} left before its Close"
+                );
+                if let Some(o) = self.out.get_mut(p.index()) {
+                    *o = Out::None;
+                }
+            }
+            Action::Close { link: Link::In(c) } => {
+                self.open.remove(&c.0);
+            }
+            Action::Reply { client, response } => {
+                assert_eq!(Some(client), self.control, "unexpected reply");
+                self.replies += 1;
+                let json = response.to_json();
+                assert!(json.starts_with('{') && json.ends_with('}'), "{json}");
+                if let Response::Status(s) = &response {
+                    assert_eq!(s.pnn, self.pnn);
+                }
+            }
+        }
     }
 }

@@ -10,7 +10,7 @@ use pharos_core::{Generation, NodeFlags, Pnn};
 
 /// Reads a message of any kind: a kind byte, then that kind's fields.
 pub fn read_message(r: &mut Reader<'_>) -> Message {
-    match r.u8() % 6 {
+    match r.u8() % 7 {
         0 => Message::Hello(Hello {
             incarnation: r.u64(),
             flags: NodeFlags(r.u32()),
@@ -33,7 +33,8 @@ pub fn read_message(r: &mut Reader<'_>) -> Message {
         4 => Message::RecoveryCommit {
             vnnmap: NodeSet::from_bytes(r.take(NodeSet::BYTES)),
         },
-        _ => Message::Reconfigured,
+        5 => Message::Reconfigured,
+        _ => Message::Goodbye,
     }
 }
 
@@ -74,6 +75,7 @@ pub fn write_message(m: &Message, out: &mut Vec<u8>) {
             out.extend_from_slice(vnnmap.as_bytes());
         }
         Message::Reconfigured => out.push(5),
+        Message::Goodbye => out.push(6),
     }
 }
 

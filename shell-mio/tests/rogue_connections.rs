@@ -60,7 +60,8 @@ fn connections_that_never_say_hello_do_not_cut_a_peers_link() {
         c.logs()
     );
     let recmaster = wait_for(Duration::from_secs(5), || {
-        c.status(0).is_some_and(|s| s["recmaster"].as_i64() != Some(-1))
+        c.status(0)
+            .is_some_and(|s| s["recmaster"].as_i64() != Some(-1))
     });
     assert!(recmaster.is_some(), "no recmaster\n{}", c.logs());
     let master = c.status(0).unwrap()["recmaster"].clone();

@@ -1,4 +1,4 @@
-//! Recovery-master election, the cluster lock, and quorum transitions.
+//! Recovery-master election and the cluster lock (seed 000, seed 003).
 //!
 //! Every node knows each connected peer's start stamp and capability (from its Hello) and the
 //! recmaster it follows (from its keepalives). Candidates are connected, recmaster-capable
@@ -8,43 +8,89 @@
 //! lets views settle, after which the best candidate claims if it may lead (quorum). The
 //! recmaster acts only while it also holds the cluster lock.
 
-use super::{Action, LockResult, LockState, Node};
-use crate::types::{NodeFlags, Pnn};
+use super::ctx::Ctx;
+use super::io::{Action, LockResult, Notification};
+use super::members::Members;
+use super::timer::Timer;
+use crate::time::Instant;
+use crate::types::Pnn;
 
 /// Lock failures (not contention) within RecoveryGracePeriod after which a node bans itself.
 const LOCK_FAILURES_BEFORE_BAN: u32 = 3;
 
-impl Node {
-    /// Whether `pnn` may be recovery master, as this node sees it.
-    pub(super) fn is_candidate(&self, pnn: Pnn) -> bool {
-        let barred = NodeFlags::BANNED.union(NodeFlags::STOPPED);
-        if pnn == self.pnn {
-            return self.recmaster_capable && !self.own_flags.intersects(barred);
+/// Where this node stands with the cluster lock.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum LockState {
+    /// Not held, not asked for.
+    Free,
+    /// Asked for, no answer yet.
+    Pending,
+    /// Held.
+    Held,
+}
+
+/// What a lock answer changed, for the layers that follow from it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(super) struct LockOutcome {
+    /// This node now acts as recovery master: its monitor loop starts.
+    pub acquired: bool,
+    /// It gave up the role (recovery aborted).
+    pub stepped_down: bool,
+    /// Too many failures: it must ban itself.
+    pub ban: bool,
+}
+
+/// The election layer.
+#[derive(Debug)]
+pub(super) struct Election {
+    recmaster: Pnn,
+    lock: LockState,
+    /// Lock failures (Failed or Lost) since `failures_since`.
+    failures: u32,
+    failures_since: Instant,
+}
+
+impl Election {
+    pub fn new(ctx: &mut Ctx) -> Self {
+        ctx.timers
+            .set(Timer::Election, ctx.now + ctx.tunables.election_timeout);
+        Election {
+            recmaster: Pnn::NONE,
+            lock: LockState::Free,
+            failures: 0,
+            failures_since: ctx.now,
         }
-        self.peers
-            .get(pnn.index())
-            .is_some_and(|p| p.connected && p.capable && !p.flags.intersects(barred))
     }
 
-    fn start_stamp_of(&self, pnn: Pnn) -> u64 {
-        if pnn == self.pnn {
-            self.start_stamp
-        } else {
-            self.peers[pnn.index()].start_stamp
+    /// The recovery master this node follows.
+    pub fn recmaster(&self) -> Pnn {
+        self.recmaster
+    }
+
+    /// Whether this node holds the cluster lock.
+    pub fn holds_lock(&self) -> bool {
+        self.lock == LockState::Held
+    }
+
+    fn set_recmaster(&mut self, ctx: &mut Ctx, r: Pnn) {
+        if self.recmaster == r {
+            return;
         }
+        self.recmaster = r;
+        ctx.view.recmaster = r;
+        ctx.notify(Notification::RecmasterChanged { recmaster: r });
     }
 
     /// CTDB's order: earlier start wins, then the bigger PNN.
-    pub(super) fn better(&self, a: Pnn, b: Pnn) -> bool {
-        let (sa, sb) = (self.start_stamp_of(a), self.start_stamp_of(b));
+    fn better(ctx: &Ctx, members: &Members, a: Pnn, b: Pnn) -> bool {
+        let (sa, sb) = (members.start_stamp(ctx, a), members.start_stamp(ctx, b));
         sa < sb || (sa == sb && a.0 > b.0)
     }
 
-    fn best_where(&self, mut keep: impl FnMut(Pnn) -> bool) -> Option<Pnn> {
+    fn best_where(ctx: &Ctx, members: &Members, mut keep: impl FnMut(Pnn) -> bool) -> Option<Pnn> {
         let mut best: Option<Pnn> = None;
-        for i in 0..self.peers.len() {
-            let p = Pnn(i as u32);
-            if keep(p) && best.is_none_or(|b| self.better(p, b)) {
+        for p in members.pnns() {
+            if keep(p) && best.is_none_or(|b| Self::better(ctx, members, p, b)) {
                 best = Some(p);
             }
         }
@@ -52,177 +98,156 @@ impl Node {
     }
 
     /// The candidate that should win, in this node's view.
-    pub fn best_candidate(&self) -> Option<Pnn> {
-        self.best_where(|p| self.is_candidate(p))
+    pub fn best_candidate(ctx: &Ctx, members: &Members) -> Option<Pnn> {
+        Self::best_where(ctx, members, |p| members.is_candidate(ctx, p))
     }
 
     /// The best connected candidate that claims the role.
-    fn best_claimant(&self) -> Option<Pnn> {
-        self.best_where(|p| {
-            p != self.pnn && self.is_candidate(p) && self.peers[p.index()].reported_recmaster == p
+    fn best_claimant(ctx: &Ctx, members: &Members) -> Option<Pnn> {
+        Self::best_where(ctx, members, |p| {
+            p != ctx.me.pnn && members.is_candidate(ctx, p) && members.reported_recmaster(p) == p
         })
     }
 
-    /// Brings quorum, recmaster and recovery mode in line with what changed. Runs after every
-    /// event; cheap (a few passes over the node table) and allocation-free.
-    pub(super) fn reconcile(&mut self) {
-        self.reconcile_quorum();
-        self.reconcile_recmaster();
-        // Stepping down releases the lock, which ends a TwoNode node's quorum: see it now.
-        self.reconcile_quorum();
-        self.reconcile_follower_mode();
-    }
-
-    fn reconcile_quorum(&mut self) {
-        let q = self.quorate();
-        if q != self.was_quorate {
-            self.was_quorate = q;
-            if q {
-                log::info!("node {}: quorate", self.pnn);
-            } else {
-                log::warn!("node {}: lost quorum, releasing public addresses", self.pnn);
-                self.actions.push_back(Action::ReleaseAllIps);
-            }
-        }
-    }
-
-    fn reconcile_recmaster(&mut self) {
-        let before = self.recmaster;
-        if self.recmaster == self.pnn {
-            if !self.is_candidate(self.pnn) || !self.may_lead() {
-                self.step_down("no longer eligible (banned, stopped, or without quorum)");
+    /// Brings the recmaster in line with what changed. `true` if this node stepped down.
+    pub fn reconcile(&mut self, ctx: &mut Ctx, members: &Members) -> bool {
+        let mut stepped_down = false;
+        let me = ctx.me.pnn;
+        if self.recmaster == me {
+            if !members.is_candidate(ctx, me) || !members.may_lead(ctx) {
+                stepped_down |= self.step_down(
+                    ctx,
+                    "no longer eligible (banned, stopped, or without quorum)",
+                );
             }
         } else if self.recmaster != Pnn::NONE {
             let r = self.recmaster;
-            if !(self.is_candidate(r) && self.peers[r.index()].reported_recmaster == r) {
-                log::info!("node {}: recovery master {r} is gone", self.pnn);
-                self.recmaster = Pnn::NONE;
+            if !(members.is_candidate(ctx, r) && members.reported_recmaster(r) == r) {
+                log::info!("node {me}: recovery master {r} is gone");
+                self.set_recmaster(ctx, Pnn::NONE);
             }
         }
-        if let Some(c) = self.best_claimant() {
+        if let Some(c) = Self::best_claimant(ctx, members) {
             let current = self.recmaster;
-            if current == Pnn::NONE || (current != c && self.better(c, current)) {
-                if current == self.pnn {
-                    self.step_down("a better recovery master leads");
+            if current == Pnn::NONE || (current != c && Self::better(ctx, members, c, current)) {
+                if current == me {
+                    stepped_down |= self.step_down(ctx, "a better recovery master leads");
                 }
-                self.recmaster = c;
+                self.set_recmaster(ctx, c);
             }
         }
         if self.recmaster == Pnn::NONE {
-            if self.election_until.is_none() {
-                self.election_until = Some(self.now + self.tunables.election_timeout);
+            if ctx.timers.get(Timer::Election).is_none() {
+                ctx.timers
+                    .set(Timer::Election, ctx.now + ctx.tunables.election_timeout);
             }
         } else {
-            self.election_until = None;
+            ctx.timers.stop(Timer::Election);
         }
-        if self.recmaster != before {
-            log::info!(
-                "node {}: recovery master {} -> {}",
-                self.pnn,
-                before,
-                self.recmaster
-            );
-            self.push_view();
+        stepped_down
+    }
+
+    /// The election round ended: claim the role if this node should win and may lead.
+    pub fn round_ended(&mut self, ctx: &mut Ctx, members: &Members) {
+        // Look again after another round unless we win now.
+        ctx.timers
+            .set(Timer::Election, ctx.now + ctx.tunables.election_timeout);
+        let me = ctx.me.pnn;
+        if self.recmaster == Pnn::NONE
+            && Self::best_candidate(ctx, members) == Some(me)
+            && members.may_lead(ctx)
+        {
+            log::info!("node {me} wins the election");
+            ctx.stats.elections_won += 1;
+            self.set_recmaster(ctx, me);
+            ctx.timers.stop(Timer::Election);
+            self.request_lock(ctx);
         }
     }
 
-    pub(super) fn election_timers(&mut self) {
-        if self.election_until.is_some_and(|t| self.now >= t) {
-            // Look again after another round unless we win now.
-            self.election_until = Some(self.now + self.tunables.election_timeout);
-            if self.recmaster == Pnn::NONE
-                && self.best_candidate() == Some(self.pnn)
-                && self.may_lead()
-            {
-                self.win_election();
-            }
-        }
-        if self.lock_retry_at.is_some_and(|t| self.now >= t) {
-            self.lock_retry_at = None;
-            if self.recmaster == self.pnn && self.lock == LockState::Free {
-                self.request_lock();
-            }
+    /// Asks for the contended lock again.
+    pub fn retry_lock(&mut self, ctx: &mut Ctx) {
+        if self.recmaster == ctx.me.pnn && self.lock == LockState::Free {
+            self.request_lock(ctx);
         }
     }
 
-    fn win_election(&mut self) {
-        log::info!("node {} wins the election", self.pnn);
-        self.stats.elections_won += 1;
-        self.recmaster = self.pnn;
-        self.election_until = None;
-        self.push_view();
-        self.request_lock();
-    }
-
-    fn request_lock(&mut self) {
+    fn request_lock(&mut self, ctx: &mut Ctx) {
         self.lock = LockState::Pending;
-        self.actions.push_back(Action::AcquireLock);
+        ctx.act(Action::AcquireLock);
     }
 
-    pub(super) fn on_lock(&mut self, result: LockResult) {
+    fn set_lock(&mut self, ctx: &mut Ctx, lock: LockState) {
+        let was = self.lock == LockState::Held;
+        self.lock = lock;
+        let held = lock == LockState::Held;
+        if held != was {
+            ctx.notify(Notification::Lock { held });
+        }
+    }
+
+    pub fn on_lock(&mut self, ctx: &mut Ctx, result: LockResult) -> LockOutcome {
+        let mut out = LockOutcome::default();
+        let me = ctx.me.pnn;
         match (self.lock, result) {
-            (LockState::Pending, LockResult::Granted) if self.recmaster == self.pnn => {
-                log::info!("node {} holds the cluster lock", self.pnn);
-                self.lock = LockState::Held;
-                self.need_recovery = true;
-                self.monitor_at = Some(self.now);
+            (LockState::Pending, LockResult::Granted) if self.recmaster == me => {
+                self.set_lock(ctx, LockState::Held);
+                out.acquired = true;
             }
             (LockState::Held, LockResult::Granted) => {}
             (_, LockResult::Granted) => {
                 // An answer we no longer want (we stepped down meanwhile).
-                self.lock = LockState::Free;
-                self.actions.push_back(Action::ReleaseLock);
+                self.set_lock(ctx, LockState::Free);
+                ctx.act(Action::ReleaseLock);
             }
             (LockState::Pending, LockResult::Contended) => {
                 // Someone else (an old recmaster) still holds it: not our fault, try again.
-                log::info!(
-                    "node {}: cluster lock is held elsewhere, retrying",
-                    self.pnn
-                );
+                log::info!("node {me}: cluster lock is held elsewhere, retrying");
                 self.lock = LockState::Free;
-                self.lock_retry_at = Some(self.now + self.tunables.recover_interval);
+                ctx.timers
+                    .set(Timer::LockRetry, ctx.now + ctx.tunables.recover_interval);
             }
             (LockState::Pending | LockState::Held, LockResult::Failed | LockResult::Lost) => {
-                self.lock = LockState::Free;
-                if self.now - self.lock_failures_since > self.tunables.recovery_grace_period {
-                    self.lock_failures = 0;
-                    self.lock_failures_since = self.now;
+                self.set_lock(ctx, LockState::Free);
+                if ctx.now - self.failures_since > ctx.tunables.recovery_grace_period {
+                    self.failures = 0;
+                    self.failures_since = ctx.now;
                 }
-                self.lock_failures += 1;
+                self.failures += 1;
                 log::warn!(
-                    "node {}: cluster lock {:?} ({} within the grace period)",
-                    self.pnn,
-                    result,
-                    self.lock_failures
+                    "node {me}: cluster lock {result:?} ({} within the grace period)",
+                    self.failures
                 );
-                self.step_down("lost or could not take the cluster lock");
-                if self.lock_failures >= LOCK_FAILURES_BEFORE_BAN && self.tunables.enable_bans {
-                    self.lock_failures = 0;
-                    let before = self.own_flags;
-                    self.ban(self.tunables.recovery_ban_period);
-                    self.flags_changed(before);
+                out.stepped_down = self.step_down(ctx, "lost or could not take the cluster lock");
+                if self.failures >= LOCK_FAILURES_BEFORE_BAN && ctx.tunables.enable_bans {
+                    self.failures = 0;
+                    out.ban = true;
                 }
             }
             // Stale answers to requests we no longer have.
             _ => {}
         }
+        out
     }
 
-    /// Gives up the recmaster role: lock released, recovery aborted, a new election follows.
-    pub(super) fn step_down(&mut self, reason: &str) {
-        if self.recmaster != self.pnn {
-            return;
+    /// Gives up the recmaster role: lock released, a new election follows. `true` if this node
+    /// was recmaster (the caller aborts its recovery).
+    pub fn step_down(&mut self, ctx: &mut Ctx, reason: &str) -> bool {
+        if self.recmaster != ctx.me.pnn {
+            return false;
         }
-        log::info!("node {} steps down as recovery master: {reason}", self.pnn);
+        log::info!(
+            "node {} steps down as recovery master: {reason}",
+            ctx.me.pnn
+        );
         if matches!(self.lock, LockState::Held | LockState::Pending) {
-            self.actions.push_back(Action::ReleaseLock);
+            ctx.act(Action::ReleaseLock);
         }
-        self.lock = LockState::Free;
-        self.lock_retry_at = None;
-        self.monitor_at = None;
-        self.abort_recovery();
-        self.recmaster = Pnn::NONE;
-        self.election_until = Some(self.now + self.tunables.election_timeout);
-        self.push_view();
+        self.set_lock(ctx, LockState::Free);
+        ctx.timers.stop(Timer::LockRetry);
+        self.set_recmaster(ctx, Pnn::NONE);
+        ctx.timers
+            .set(Timer::Election, ctx.now + ctx.tunables.election_timeout);
+        true
     }
 }

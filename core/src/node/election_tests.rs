@@ -4,6 +4,8 @@
 use super::*;
 use crate::control::Response;
 use crate::testing::Net;
+use crate::types::{ConnId, Link};
+use crate::wire::{self, Header};
 use alloc::vec;
 use core::time::Duration;
 
@@ -504,7 +506,7 @@ fn follower_leaves_recovery_mode_when_its_master_dies_mid_recovery() {
     assert_eq!(n.stats().stale_generation, 1);
     assert_eq!(n.recovery_mode(), RecoveryMode::Normal);
     // A current one puts us in recovery mode, and we acknowledge in that generation.
-    while n.poll_transmit().is_some() {}
+    super::tests::transmits(&mut n);
     n.handle(
         at(4),
         Event::Frame {
@@ -514,10 +516,15 @@ fn follower_leaves_recovery_mode_when_its_master_dies_mid_recovery() {
     )
     .unwrap();
     assert_eq!(n.recovery_mode(), RecoveryMode::Active);
-    let ack = core::iter::from_fn(|| n.poll_transmit())
-        .find(|t| *t.message() == Message::RecoveryAck)
-        .unwrap();
-    assert_eq!((ack.peer, ack.header.generation), (Pnn(2), Generation(2)));
+    let mut buf = Vec::new();
+    let ack = core::iter::from_fn(|| {
+        buf.clear();
+        let peer = n.poll_transmit(&mut buf)?;
+        Some((peer, wire::decode(&buf).unwrap()))
+    })
+    .find(|(_, (_, m))| *m == Message::RecoveryAck)
+    .unwrap();
+    assert_eq!((ack.0, ack.1 .0.generation), (Pnn(2), Generation(2)));
     // The master dies before committing: we leave recovery mode by ourselves, at once.
     n.handle(
         at(5),

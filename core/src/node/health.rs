@@ -8,11 +8,13 @@
 //! check runs at the earliest instant a peer could be dead, not at our own ticks, so a node with
 //! a long interval still notices a silent peer on time.
 
-use super::{Node, OutState};
+use super::ctx::Ctx;
+use super::timer::Timer;
 use crate::config::Tunables;
 use crate::time::Instant;
-use crate::types::Pnn;
+use crate::types::{NodeSet, Pnn};
 use crate::wire::{Liveness, Message};
+use alloc::vec::Vec;
 use core::time::Duration;
 
 /// A peer's keepalive promise, as durations, clamped to what a tunable may be (a peer cannot
@@ -61,74 +63,125 @@ impl Promise {
     }
 }
 
-impl Node {
-    pub(super) fn keepalive_tick(&mut self) {
-        self.stats.keepalive_ticks += 1;
-        let interval = self.tunables.keepalive_interval;
-        // Keep the phase; after a long stall (a frozen process) restart from now.
-        self.next_keepalive += interval;
-        if self.next_keepalive <= self.now {
-            self.next_keepalive = self.now + interval;
-        }
-        let view = Message::Keepalive(self.view());
-        for i in 0..self.peers.len() {
-            if self.peers[i].out == OutState::Up && self.is_remote(Pnn(i as u32)) {
-                self.send(Pnn(i as u32), view);
-            }
+#[derive(Clone, Copy, Debug)]
+struct PeerHealth {
+    /// When its last frame arrived (or it became connected).
+    last_rx: Instant,
+    /// What it promised about its keepalives.
+    promise: Promise,
+}
+
+/// The health layer: every peer's last sign of life and promise.
+#[derive(Debug)]
+pub(super) struct Health {
+    peers: Vec<PeerHealth>,
+    /// Peers whose silence is watched (the connected ones).
+    watched: NodeSet,
+}
+
+impl Health {
+    pub fn new(ctx: &mut Ctx) -> Self {
+        let own = Promise::own(&ctx.tunables);
+        ctx.timers
+            .set(Timer::Keepalive, ctx.now + ctx.tunables.keepalive_interval);
+        Health {
+            peers: alloc::vec![
+                PeerHealth {
+                    last_rx: ctx.now,
+                    promise: own,
+                };
+                ctx.nodes.len()
+            ],
+            watched: NodeSet::new(),
         }
     }
 
-    /// Declares dead every connected peer silent past its promise, and schedules the next check
-    /// at the earliest instant another could be.
-    pub(super) fn check_silence(&mut self) {
-        let mut next = Instant::MAX;
-        for i in 0..self.peers.len() {
-            let peer = Pnn(i as u32);
-            let p = &self.peers[i];
-            if !p.connected || peer == self.pnn {
-                continue;
-            }
+    /// A frame of `peer` arrived now.
+    pub fn alive(&mut self, ctx: &Ctx, peer: Pnn) {
+        self.peers[peer.index()].last_rx = ctx.now;
+    }
+
+    /// `peer` told its promise (maybe a shorter one): its silence is checked on time.
+    pub fn promised(&mut self, ctx: &mut Ctx, peer: Pnn, l: Liveness) {
+        let p = &mut self.peers[peer.index()];
+        p.promise = Promise::from_wire(l);
+        if self.watched.contains(peer) {
+            let at = p.last_rx + p.promise.dead_after();
+            ctx.timers.set_earliest(Timer::Silence, at);
+        }
+    }
+
+    /// `peer` became connected: its silence counts from now (the frames that made it
+    /// connected may be older than our own last step).
+    pub fn watch(&mut self, ctx: &mut Ctx, peer: Pnn) {
+        let p = &mut self.peers[peer.index()];
+        p.last_rx = ctx.now;
+        self.watched.insert(peer);
+        ctx.timers
+            .set_earliest(Timer::Silence, ctx.now + p.promise.dead_after());
+    }
+
+    /// `peer` is no longer connected.
+    pub fn unwatch(&mut self, peer: Pnn) {
+        self.watched.remove(peer);
+    }
+
+    /// The watched peers silent past their promise (with how long they were silent), and the
+    /// next check armed at the earliest instant another could be.
+    pub fn silent(&mut self, ctx: &mut Ctx) -> NodeSet {
+        let mut dead = NodeSet::new();
+        let mut next: Option<Instant> = None;
+        for peer in self.watched.iter() {
+            let p = &self.peers[peer.index()];
             let dead_at = p.last_rx + p.promise.dead_after();
-            if self.now >= dead_at {
-                log::info!(
-                    "node {peer}: no frame for {} ms (it promises one every {} ms, limit {})",
-                    (self.now - p.last_rx).as_millis(),
-                    p.promise.interval.as_millis(),
-                    p.promise.limit
-                );
-                self.peer_dead(peer, "keepalive timeout");
+            if ctx.now >= dead_at {
+                dead.insert(peer);
             } else {
-                next = next.min(dead_at);
+                next = Some(next.map_or(dead_at, |t| t.min(dead_at)));
             }
         }
-        self.silence_check_at = next;
+        if let Some(t) = next {
+            ctx.timers.set(Timer::Silence, t);
+        }
+        dead
+    }
+
+    /// How long `peer` has been silent.
+    pub fn silent_for(&self, ctx: &Ctx, peer: Pnn) -> Duration {
+        ctx.now - self.peers[peer.index()].last_rx
+    }
+
+    /// The keepalive tick that was due at `due`: our view to every peer we can write to.
+    pub fn tick(&mut self, ctx: &mut Ctx, due: Instant) {
+        ctx.stats.keepalive_ticks += 1;
+        let interval = ctx.tunables.keepalive_interval;
+        // Keep the phase; after a long stall (a frozen process) restart from now.
+        let mut next = due + interval;
+        if next <= ctx.now {
+            next = ctx.now + interval;
+        }
+        ctx.timers.set(Timer::Keepalive, next);
+        ctx.broadcast(Message::Keepalive(ctx.view));
+    }
+
+    /// Our interval got shorter: the next tick comes no later than one new interval from now.
+    pub fn interval_changed(&mut self, ctx: &mut Ctx) {
+        ctx.timers
+            .set_earliest(Timer::Keepalive, ctx.now + ctx.tunables.keepalive_interval);
     }
 
     /// After this node itself stalled (a frozen process, a long pause of the host): its peers'
     /// silence is ours, so each gets one more of its intervals to show it is alive instead of
     /// being declared dead at once.
-    pub(super) fn forgive_own_stall(&mut self) {
-        let now = self.now;
-        for p in self.peers.iter_mut().filter(|p| p.connected) {
-            let fresh = now + p.promise.interval;
-            let dead_after = p.promise.dead_after();
+    pub fn forgive_own_stall(&mut self, ctx: &mut Ctx) {
+        for peer in self.watched.iter() {
+            let p = &mut self.peers[peer.index()];
             // last_rx such that the peer is dead one interval from now at the earliest.
-            if let Some(t) = fresh.checked_sub(dead_after) {
+            if let Some(t) = (ctx.now + p.promise.interval).checked_sub(p.promise.dead_after()) {
                 p.last_rx = p.last_rx.max(t);
             }
         }
-    }
-
-    /// A peer told its promise (maybe a shorter one): check its silence on time.
-    pub(super) fn promise_changed(&mut self, peer: Pnn) {
-        let p = &self.peers[peer.index()];
-        if p.connected {
-            self.silence_check_at = self.silence_check_at.min(p.last_rx + p.promise.dead_after());
-        }
-    }
-
-    /// A peer's frame arrived now: it is alive.
-    pub(super) fn peer_alive(&mut self, peer: Pnn) {
-        self.peers[peer.index()].last_rx = self.now;
+        ctx.timers.stop(Timer::Silence);
+        self.silent(ctx);
     }
 }

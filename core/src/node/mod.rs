@@ -5,39 +5,61 @@
 //! - Feed every input to [`Node::handle`] with the current monotonic `now`; `now` never goes
 //!   backwards ([`Error::TimeWentBackwards`] otherwise, and the input is ignored).
 //! - After every `handle`, drain [`Node::poll_transmit`] until `None`, then [`Node::poll_action`]
-//!   until `None`, then read [`Node::poll_timeout`] and call `handle(now, Event::Timeout)` when it
-//!   is reached. Calling `Timeout` early is harmless.
-//! - Transmits always go on the node's outgoing connection to `Transmit::peer`; a transmit for a
-//!   peer without an established outgoing connection is dropped by the shell.
-//! - Ordering: a `Close` for a link is emitted after any transmit meant for it has been withdrawn,
+//!   until `None`, then [`Node::poll_notification`], then read [`Node::poll_timeout`] and call
+//!   `handle(now, Event::Timeout)` when it is reached. Calling `Timeout` early is harmless.
+//!   [`crate::drive::Driver`] does exactly this for every shell; use it.
+//! - Frames always go on the node's outgoing connection to the peer `poll_transmit` names; a
+//!   frame for a peer without an established outgoing connection is dropped by the shell.
+//! - Ordering: a `Close` for a link is emitted after any frame meant for it has been withdrawn,
 //!   and before any `Connect` that replaces it.
 //!
 //! The steady-state path (a keepalive frame in, keepalive ticks, keepalives out) allocates
-//! nothing once the queues have reached their working size.
+//! nothing once the queues have reached their working size, and a keepalive that repeats what
+//! its sender said before costs no pass over the node table.
+//!
+//! # Layers
+//!
+//! Each concern owns its state; this module alone routes inputs, decoded frames and expired
+//! timers to them, in one direction (lower layers never call higher ones):
+//!
+//! ```text
+//!   Node (dispatch) ──▶ Transport ─▶ Health ─▶ Members ─▶ Election ─▶ Recoveries ─▶ Takeover
+//!        every layer reads and writes only the shared Ctx (now, tunables, timers, outputs)
+//!        and reads the layers to its left
+//! ```
 
+mod ctx;
 mod election;
 mod health;
+mod io;
+mod members;
 mod recovery;
+mod takeover;
+mod timer;
 mod transport;
 
+pub use io::{Action, Disconnect, Event, LockResult, Notification, Stats};
+pub use recovery::{next_generation, Recovery};
+pub use transport::OutState;
+
 use crate::config::{ConfigError, NodesFile, Tunables};
-use crate::control::{
-    self, AdminCommand, NodeStatus, RecoveryMode, Request, Response, StatusReport,
-};
+use crate::control::{self, NodeStatus, Request, Response, StatusReport};
 use crate::error::Error;
-use crate::quorum;
 use crate::rng::Rng;
 use crate::time::Instant;
-use crate::types::{ClientId, ConnId, Generation, Link, NodeFlags, NodeSet, Pnn};
-use crate::wire::{self, Header, Keepalive, Message};
-use alloc::collections::VecDeque;
+use crate::types::{Generation, NodeFlags, NodeSet, Pnn, RecoveryMode};
+use crate::wire::{Keepalive, Message};
 use alloc::format;
 use alloc::vec::Vec;
-use core::net::{IpAddr, Ipv4Addr, SocketAddr};
-
-use health::Promise;
-pub use recovery::Recovery;
-pub use transport::OutState;
+use core::net::{IpAddr, Ipv4Addr};
+use ctx::{Ctx, Identity};
+use election::Election;
+use health::{Health, Promise};
+use members::{Members, NO_HOSTING};
+use recovery::{Recoveries, Verdict};
+use takeover::Takeover;
+use timer::Timer;
+use transport::{Routed, Transport};
 
 /// A validated node configuration.
 #[derive(Clone, Debug)]
@@ -98,251 +120,22 @@ impl NodeConfig {
     }
 }
 
-/// An input to the node.
-#[derive(Debug)]
-pub enum Event<'a> {
-    /// Time passed (the deadline from [`Node::poll_timeout`] was reached, or any wake-up).
-    Timeout,
-    /// Our outgoing connection to `peer` (asked for with [`Action::Connect`]) is established.
-    Connected {
-        /// The peer.
-        peer: Pnn,
-    },
-    /// Our outgoing connection to `peer` failed; the shell has already dropped the socket.
-    ConnectFailed {
-        /// The peer.
-        peer: Pnn,
-    },
-    /// The shell accepted a connection from `addr` and named it `conn`.
-    Accepted {
-        /// The shell's name for the connection.
-        conn: ConnId,
-        /// The remote address.
-        addr: IpAddr,
-    },
-    /// One whole frame (delimited with [`wire::frame_len`]) arrived on `link`.
-    Frame {
-        /// Where it arrived.
-        link: Link,
-        /// The frame's bytes, header included.
-        bytes: &'a [u8],
-    },
-    /// The byte stream on `link` cannot be split into frames ([`wire::frame_len`] failed).
-    BadStream {
-        /// The link.
-        link: Link,
-    },
-    /// `link` was closed by the other side (EOF) or reset; the shell has dropped the socket.
-    Closed {
-        /// The link.
-        link: Link,
-    },
-    /// The cluster lock service answered an [`Action::AcquireLock`], or lost a held lock.
-    Lock(LockResult),
-    /// A control-socket request; the answer comes as [`Action::Reply`].
-    Control {
-        /// The shell's name for the client.
-        client: ClientId,
-        /// The request.
-        request: Request,
-    },
-}
-
-/// Something the node wants the shell to do (besides transmitting frames).
-#[derive(Debug, PartialEq, Eq)]
-pub enum Action {
-    /// Open our outgoing TCP connection to `peer` at `addr`, bound to our own address `local`
-    /// (so the peer recognises us), non-blocking; report [`Event::Connected`] or
-    /// [`Event::ConnectFailed`]. Replaces any existing outgoing socket to that peer.
-    Connect {
-        /// The peer.
-        peer: Pnn,
-        /// Its address and cluster port.
-        addr: SocketAddr,
-        /// Our node address, to bind the socket to.
-        local: IpAddr,
-    },
-    /// Close this connection without reporting it back.
-    Close {
-        /// The link.
-        link: Link,
-    },
-    /// Take the cluster lock (fcntl lock file, etcd lease); answer with [`Event::Lock`]. While
-    /// held, report [`LockResult::Lost`] if the lock service takes it away.
-    AcquireLock,
-    /// Give the cluster lock up (no answer expected).
-    ReleaseLock,
-    /// Release every public IP this node hosts, at once (quorum lost, node banned or stopped).
-    ReleaseAllIps,
-    /// Send this response to a control client.
-    Reply {
-        /// The client.
-        client: ClientId,
-        /// The answer.
-        response: Response,
-    },
-}
-
-/// What the cluster lock service says.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum LockResult {
-    /// The lock is ours until we release it or report it lost.
-    Granted,
-    /// Someone else holds it.
-    Contended,
-    /// We held it and no longer do (lease expired, lock file gone, service unreachable).
-    Lost,
-    /// The service could not be asked (I/O error, timeout).
-    Failed,
-}
-
-/// One frame to send on the outgoing connection to `peer`. Encode it into the connection's
-/// write buffer with [`Transmit::encode`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Transmit {
-    /// The destination.
-    pub peer: Pnn,
-    header: Header,
-    message: Message,
-}
-
-impl Transmit {
-    /// Appends the encoded frame to `out` (no allocation if `out` has room).
-    pub fn encode(&self, out: &mut Vec<u8>) {
-        wire::encode(&self.header, &self.message, out)
-    }
-
-    /// The message carried.
-    pub fn message(&self) -> &Message {
-        &self.message
-    }
-}
-
-/// Counters of inputs that were dropped or refused. Never reset.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Stats {
-    /// Frames accepted.
-    pub frames_received: u64,
-    /// Frames that did not decode.
-    pub malformed_frames: u64,
-    /// Frames whose source PNN is not the connection's peer.
-    pub wrong_source: u64,
-    /// Frames addressed to another node.
-    pub wrong_destination: u64,
-    /// Frames on a connection the node does not know (already closed).
-    pub unknown_link: u64,
-    /// Connections refused because the address is not a configured node.
-    pub refused_connections: u64,
-    /// Connections from a node's address closed before they proved themselves with a Hello
-    /// (silent too long, garbage, an older life, or too many at once).
-    pub unproven_connections: u64,
-    /// Streams closed because they could not be split into frames.
-    pub bad_streams: u64,
-    /// Keepalive ticks (for observability).
-    pub keepalive_ticks: u64,
-    /// Generation-scoped frames refused because their generation is older than ours.
-    pub stale_generation: u64,
-    /// Times this node became recovery master.
-    pub elections_won: u64,
-    /// Recoveries this node completed as recovery master.
-    pub recoveries: u64,
-    /// Takeover runs started by this node (the hook the public-IP takeover fills in).
-    pub takeover_runs: u64,
-}
-
-/// One row of the node table: what this node knows of every slot.
-#[derive(Clone, Debug)]
-struct Peer {
-    /// `None` for a deleted slot.
-    address: Option<IpAddr>,
-    out: OutState,
-    /// The incoming connection it proved with a Hello (a new one is pending until it does).
-    incoming: Option<ConnId>,
-    /// A failed connect was retried at once for the current incoming connection.
-    fast_retried: bool,
-    /// Both directions are up and the peer said Hello: not DISCONNECTED.
-    connected: bool,
-    /// When its last frame arrived (or it became connected).
-    last_rx: Instant,
-    /// What it promised about its keepalives (its Hello and keepalives say).
-    promise: Promise,
-    /// The administrative flags the peer last told us.
-    flags: NodeFlags,
-    incarnation: u64,
-    /// From its Hello.
-    start_stamp: u64,
-    /// From its Hello: may be recovery master.
-    capable: bool,
-    /// What its last keepalive said.
-    reported_recmaster: Pnn,
-    reported_mode: RecoveryMode,
-    /// The generation in its last frame's header.
-    generation: Generation,
-    /// Connected at least once since we started (wait_for_all).
-    ever_connected: bool,
-}
-
-/// Where this node stands with the cluster lock.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum LockState {
-    /// Not held, not asked for.
-    Free,
-    /// Asked for, no answer yet.
-    Pending,
-    /// Held.
-    Held,
-}
-
 /// A pharos cluster node, without I/O. See the module documentation for the contract.
 #[derive(Debug)]
 pub struct Node {
-    nodes: NodesFile,
-    pnn: Pnn,
-    port: u16,
-    tunables: Tunables,
-    now: Instant,
-    incarnation: u64,
-    /// Our own administrative flags.
-    own_flags: NodeFlags,
-    generation: Generation,
-    recovery_mode: RecoveryMode,
-    /// When recovery mode last became ACTIVE (a follower leaves it after RecoverTimeout).
-    recovery_mode_since: Instant,
-    /// Who put this node in recovery mode.
-    recovery_mode_by: Pnn,
-    /// The active nodes of the current generation.
-    vnnmap: NodeSet,
-    start_stamp: u64,
-    recmaster_capable: bool,
-    recmaster: Pnn,
-    lock: LockState,
-    /// Lock failures (Failed or Lost) since `lock_failures_since`; three within
-    /// RecoveryGracePeriod ban this node.
-    lock_failures: u32,
-    lock_failures_since: Instant,
-    lock_retry_at: Option<Instant>,
-    /// While no recmaster is agreed: when to claim (or look again).
-    election_until: Option<Instant>,
-    /// The recmaster's monitor loop.
-    monitor_at: Option<Instant>,
-    /// The first monitor run after winning always recovers (CTDB does the same).
-    need_recovery: bool,
-    /// A recovery this node runs as recovery master.
-    recovery: Option<Recovery>,
-    rerecovery_until: Instant,
-    ban_until: Option<Instant>,
-    was_quorate: bool,
-    peers: Vec<Peer>,
-    /// Accepted connections from node addresses that have not said Hello yet, oldest first.
-    pending_in: Vec<transport::PendingIn>,
-    /// Warnings about refused connections, rate-limited.
-    refusals: transport::RefusalLog,
-    transmits: VecDeque<Transmit>,
-    actions: VecDeque<Action>,
-    next_keepalive: Instant,
-    /// When the next connected peer could be dead of silence.
-    silence_check_at: Instant,
-    stats: Stats,
+    ctx: Ctx,
+    transport: Transport,
+    health: Health,
+    members: Members,
+    election: Election,
+    recoveries: Recoveries,
+    takeover: Takeover,
+    /// The view last told to the peers.
+    told: Keepalive,
+    quorate: bool,
+    /// Quorate and not barred by its flags: may host public addresses.
+    may_host: bool,
+    stopped: bool,
 }
 
 impl Node {
@@ -357,285 +150,463 @@ impl Node {
             start_stamp,
             recmaster_capable,
         } = config;
-        let peers = nodes
-            .entries()
-            .iter()
-            .map(|e| Peer {
-                address: e.address,
-                out: OutState::Idle,
-                incoming: None,
-                fast_retried: false,
-                connected: e.pnn == pnn,
-                last_rx: now,
-                promise: Promise::own(&tunables),
-                flags: NodeFlags::empty(),
-                incarnation: 0,
-                start_stamp: u64::MAX,
-                capable: false,
-                reported_recmaster: Pnn::NONE,
-                reported_mode: RecoveryMode::Normal,
-                generation: Generation(0),
-                ever_connected: e.pnn == pnn,
-            })
-            .collect();
-        let n = nodes.len();
-        let mut node = Node {
-            nodes,
+        let me = Identity {
             pnn,
-            port,
-            now,
             incarnation: rng.next_u64(),
-            own_flags: NodeFlags::empty(),
-            generation: Generation(1),
-            recovery_mode: RecoveryMode::Normal,
-            recovery_mode_since: now,
-            recovery_mode_by: Pnn::NONE,
-            vnnmap: NodeSet::new(),
             start_stamp,
             recmaster_capable,
-            recmaster: Pnn::NONE,
-            lock: LockState::Free,
-            lock_failures: 0,
-            lock_failures_since: now,
-            lock_retry_at: None,
-            election_until: Some(now + tunables.election_timeout),
-            monitor_at: None,
-            need_recovery: false,
-            recovery: None,
-            rerecovery_until: now,
-            ban_until: None,
-            was_quorate: false,
-            peers,
-            pending_in: Vec::with_capacity(transport::PENDING_PER_PEER * n + 1),
-            refusals: transport::RefusalLog::new(now),
-            // Room for a few frames per peer per event: the steady state never grows these.
-            transmits: VecDeque::with_capacity(4 * n + 8),
-            actions: VecDeque::with_capacity(2 * n + 8),
-            next_keepalive: now + tunables.keepalive_interval,
-            silence_check_at: Instant::MAX,
-            tunables,
-            stats: Stats::default(),
         };
-        for i in 0..n {
-            let p = Pnn(i as u32);
-            if node.is_remote(p) {
-                node.start_connect(p);
-            }
+        let view = Keepalive {
+            flags: NodeFlags::empty(),
+            recmaster: Pnn::NONE,
+            recovery_mode: RecoveryMode::Normal,
+            liveness: Promise::own(&tunables).to_wire(),
+        };
+        let mut ctx = Ctx::new(now, me, port, nodes, tunables, view);
+        let transport = Transport::new(&mut ctx);
+        let health = Health::new(&mut ctx);
+        let members = Members::new(&ctx);
+        let election = Election::new(&mut ctx);
+        let recoveries = Recoveries::new(&ctx);
+        Node {
+            ctx,
+            transport,
+            health,
+            members,
+            election,
+            recoveries,
+            takeover: Takeover::default(),
+            told: view,
+            quorate: false,
+            may_host: false,
+            stopped: false,
         }
-        node
     }
 
     /// Feeds one input. Returns an error only for misuse (see [`Error`]); bad peer input is
     /// dropped and counted in [`Node::stats`].
     pub fn handle(&mut self, now: Instant, event: Event<'_>) -> Result<(), Error> {
-        if now < self.now {
+        if now < self.ctx.now {
             return Err(Error::TimeWentBackwards);
+        }
+        if self.stopped {
+            return Err(Error::Stopped);
         }
         // Misuse is refused before anything changes.
         if let Event::Connected { peer } | Event::ConnectFailed { peer } = event {
-            self.check_remote(peer)?;
+            if !self.ctx.is_remote(peer) {
+                return Err(Error::UnknownPeer);
+            }
         }
         // The shell wakes us at least every keepalive interval: a much longer gap means this
         // node itself stalled, and its peers' silence is its own.
-        if now - self.now > 2 * self.tunables.keepalive_interval {
-            self.now = now;
-            self.forgive_own_stall();
+        let stalled = now - self.ctx.now > 2 * self.ctx.tunables.keepalive_interval;
+        self.ctx.now = now;
+        if stalled {
+            self.health.forgive_own_stall(&mut self.ctx);
         }
-        self.now = now;
-        match event {
-            Event::Timeout => {}
-            Event::Connected { peer } => self.on_connected(peer),
-            Event::ConnectFailed { peer } => self.on_connect_failed(peer),
-            Event::Accepted { conn, addr } => self.on_accepted(conn, addr),
-            Event::Frame { link, bytes } => self.on_frame(link, bytes),
-            Event::BadStream { link } => self.on_bad_stream(link),
-            Event::Closed { link } => self.on_closed(link),
-            Event::Lock(result) => self.on_lock(result),
+        let (t, c) = (&mut self.transport, &mut self.ctx);
+        let mut dirty = match event {
+            Event::Timeout => false,
+            Event::Connected { peer } => {
+                t.on_connected(c, peer);
+                false
+            }
+            Event::ConnectFailed { peer } => {
+                t.on_connect_failed(c, peer);
+                false
+            }
+            Event::Accepted { conn, addr } => {
+                t.on_accepted(c, conn, addr);
+                false
+            }
+            Event::Frame { link, bytes } => match t.on_frame(c, link, bytes) {
+                Some(r) => self.route(r),
+                None => false,
+            },
+            Event::BadStream { link } => {
+                t.on_bad_stream(c, link);
+                false
+            }
+            Event::Closed { link } => {
+                t.on_closed(c, link);
+                false
+            }
+            Event::Lock(result) => {
+                self.on_lock(result);
+                true
+            }
             Event::Control { client, request } => {
                 let response = self.control(&request);
-                self.actions.push_back(Action::Reply { client, response });
+                self.ctx.act(Action::Reply { client, response });
+                true
             }
+            Event::Shutdown => {
+                self.shutdown();
+                return Ok(());
+            }
+        };
+        dirty |= self.take_transport_changes();
+        dirty |= self.run_timers();
+        if dirty {
+            self.reconcile();
         }
-        self.run_timers();
-        self.reconcile();
+        self.finish_event();
         Ok(())
     }
 
-    /// The next frame to send, if any.
-    pub fn poll_transmit(&mut self) -> Option<Transmit> {
-        self.transmits.pop_front()
+    /// A decoded frame of a proven link, to the layer it concerns. `true` if something the
+    /// reconcile pass reads may have changed.
+    fn route(&mut self, r: Routed) -> bool {
+        let Routed {
+            peer,
+            header,
+            message,
+        } = r;
+        let c = &mut self.ctx;
+        // Any frame is a sign of life.
+        self.health.alive(c, peer);
+        let mut dirty = false;
+        if !header.op.generation_scoped() {
+            dirty |= self.members.generation_seen(peer, header.generation);
+        }
+        let recmaster = self.election.recmaster();
+        match message {
+            Message::Hello(h) => {
+                self.health.promised(c, peer, h.liveness);
+                dirty |= self.members.hello(c, peer, &h);
+            }
+            Message::Keepalive(k) => {
+                self.health.promised(c, peer, k.liveness);
+                dirty |= self.members.keepalive(c, peer, &k);
+            }
+            Message::RecoveryStart => {
+                self.recoveries
+                    .on_start(c, recmaster, peer, header.generation);
+                dirty = true;
+            }
+            Message::RecoveryAck => {
+                self.recoveries.on_ack(c, peer, header.generation);
+                dirty = true;
+            }
+            Message::RecoveryCommit { vnnmap } => {
+                self.recoveries
+                    .on_commit(c, recmaster, peer, header.generation, vnnmap);
+                dirty = true;
+            }
+            Message::Reconfigured => {}
+            Message::Goodbye => {
+                self.transport.peer_dead(c, peer, Disconnect::Goodbye);
+            }
+        }
+        dirty
+    }
+
+    /// Connection changes the transport decided, to the layers above. `true` if any.
+    fn take_transport_changes(&mut self) -> bool {
+        if !self.transport.has_changes() {
+            return false;
+        }
+        let (up, down) = self.transport.take_changes();
+        for set in [down, up] {
+            for p in set.iter() {
+                let on = self.transport.is_connected(p);
+                self.members.set_connected(p, on);
+                if on {
+                    self.health.watch(&mut self.ctx, p);
+                } else {
+                    self.health.unwatch(p);
+                }
+            }
+        }
+        true
+    }
+
+    /// Runs every expired timer. `true` if one of them may have changed what the reconcile
+    /// pass reads (the keepalive tick never does).
+    fn run_timers(&mut self) -> bool {
+        let mut dirty = false;
+        while let Some((timer, due)) = self.ctx.timers.take_due(self.ctx.now) {
+            let c = &mut self.ctx;
+            match timer {
+                Timer::Keepalive => {
+                    self.health.tick(c, due);
+                    continue;
+                }
+                Timer::Silence => {
+                    let dead = self.health.silent(c);
+                    for p in dead.iter() {
+                        let after = self.health.silent_for(c, p);
+                        self.transport.peer_dead(c, p, Disconnect::Silent { after });
+                    }
+                }
+                Timer::Connect => self.transport.connect_timers(c),
+                Timer::PendingHello => self.transport.pending_timeouts(c),
+                Timer::RefusalLog => {
+                    self.transport.refusal_window_ended(c);
+                    continue;
+                }
+                Timer::Ban => {
+                    self.members.ban_expired(c);
+                }
+                Timer::Election => self.election.round_ended(c, &self.members),
+                Timer::LockRetry => self.election.retry_lock(c),
+                Timer::RecoveryRun => self.recoveries.run_timed_out(c),
+                Timer::Monitor => self.monitor(),
+                Timer::FollowerRecovery => {
+                    let r = self.election.recmaster();
+                    self.recoveries.check_follower(c, r, true);
+                }
+            }
+            self.take_transport_changes();
+            dirty = true;
+        }
+        dirty
+    }
+
+    fn monitor(&mut self) {
+        if self.election.recmaster() != self.ctx.me.pnn {
+            return;
+        }
+        let acting = self.is_acting_recmaster();
+        let verdict = self
+            .recoveries
+            .monitor(&mut self.ctx, &self.members, acting);
+        if verdict == Verdict::StepDown {
+            self.step_down("the active nodes disagree on the recovery master");
+        }
+    }
+
+    fn step_down(&mut self, reason: &str) {
+        if self.election.step_down(&mut self.ctx, reason) {
+            self.recoveries.stop_monitoring(&mut self.ctx);
+        }
+    }
+
+    fn on_lock(&mut self, result: crate::node::LockResult) {
+        let out = self.election.on_lock(&mut self.ctx, result);
+        if out.stepped_down {
+            self.recoveries.stop_monitoring(&mut self.ctx);
+        }
+        if out.acquired {
+            log::info!("node {} holds the cluster lock", self.ctx.me.pnn);
+            self.recoveries.start_monitoring(&mut self.ctx);
+        }
+        if out.ban {
+            let period = self.ctx.tunables.recovery_ban_period;
+            self.members.ban(&mut self.ctx, period);
+        }
+    }
+
+    /// Brings quorum, recmaster, recovery mode and hosting in line with what changed. Runs only
+    /// after an event that may have changed one of its inputs.
+    fn reconcile(&mut self) {
+        self.reconcile_quorum();
+        if self.election.reconcile(&mut self.ctx, &self.members) {
+            self.recoveries.stop_monitoring(&mut self.ctx);
+        }
+        // Stepping down releases the lock, which ends a TwoNode node's quorum: see it now.
+        self.reconcile_quorum();
+        let r = self.election.recmaster();
+        self.recoveries.check_follower(&mut self.ctx, r, false);
+        let may_host = self.quorate && !self.members.own_flags().intersects(NO_HOSTING);
+        if self.may_host && !may_host {
+            log::warn!(
+                "node {}: may no longer host public addresses, releasing them",
+                self.ctx.me.pnn
+            );
+            self.ctx.act(Action::ReleaseAllIps);
+        }
+        self.may_host = may_host;
+    }
+
+    fn reconcile_quorum(&mut self) {
+        let q = self.members.quorate(&self.ctx, self.election.holds_lock());
+        if q != self.quorate {
+            self.quorate = q;
+            self.ctx.notify(Notification::Quorum { quorate: q });
+            if !q {
+                // Losing quorum releases at once, whatever the flags say.
+                self.may_host = true;
+            }
+        }
+    }
+
+    /// The end of every event: a committed recovery's takeover run, and the view to the
+    /// peers if it changed.
+    fn finish_event(&mut self) {
+        if self.recoveries.take_committed() {
+            self.takeover.run(&mut self.ctx);
+            self.recoveries
+                .announce_reconfigured(&mut self.ctx, &self.members);
+        }
+        if self.ctx.view != self.told {
+            self.told = self.ctx.view;
+            self.ctx.broadcast(Message::Keepalive(self.told));
+        }
+    }
+
+    /// A clean stop: give up the recmaster role and the lock, release the public addresses,
+    /// tell the peers, close every connection, exit.
+    fn shutdown(&mut self) {
+        log::info!("node {}: shutting down", self.ctx.me.pnn);
+        self.step_down("shutting down");
+        self.ctx.act(Action::ReleaseAllIps);
+        self.ctx.broadcast(Message::Goodbye);
+        self.transport.close_all(&mut self.ctx);
+        self.take_transport_changes();
+        self.ctx.act(Action::Exit);
+        self.stopped = true;
+    }
+
+    /// The peer of the next frame [`Node::poll_transmit`] would give, if any.
+    pub fn next_transmit(&self) -> Option<Pnn> {
+        self.ctx.next_transmit()
+    }
+
+    /// Appends the next frame to send to `out` (no allocation if `out` has room) and returns
+    /// the peer whose outgoing connection it goes on.
+    pub fn poll_transmit(&mut self, out: &mut Vec<u8>) -> Option<Pnn> {
+        self.ctx.poll_transmit(out)
     }
 
     /// The next action, if any.
     pub fn poll_action(&mut self) -> Option<Action> {
-        self.actions.pop_front()
+        self.ctx.poll_action()
     }
 
-    /// When the node next needs [`Event::Timeout`]: the earliest of the keepalive tick and the
-    /// connect deadlines and retries.
+    /// The next notification, if any.
+    pub fn poll_notification(&mut self) -> Option<Notification> {
+        self.ctx.poll_notification()
+    }
+
+    /// When the node next needs [`Event::Timeout`] (`None` once it has shut down).
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let mut t = self.next_keepalive.min(self.silence_check_at);
-        for p in &self.peers {
-            if let Some(d) = p.out.deadline() {
-                t = t.min(d);
-            }
+        if self.stopped {
+            return None;
         }
-        for x in &self.pending_in {
-            t = t.min(x.until);
-        }
-        let timers = [
-            self.election_until,
-            self.lock_retry_at,
-            self.monitor_at,
-            self.ban_until,
-            self.recovery.as_ref().map(|r| r.deadline),
-            self.follower_recovery_deadline(),
-        ];
-        for d in timers.into_iter().flatten() {
-            t = t.min(d);
-        }
-        Some(t)
+        self.ctx.timers.next()
     }
 
     /// This node's PNN.
     pub fn pnn(&self) -> Pnn {
-        self.pnn
+        self.ctx.me.pnn
     }
 
     /// The recovery master this node follows, [`Pnn::NONE`] while none is agreed.
     pub fn recmaster(&self) -> Pnn {
-        self.recmaster
+        self.election.recmaster()
     }
 
     /// Whether this node acts as recovery master: it is the recmaster, quorate, and holds the
     /// cluster lock (or runs without one). Only an acting recmaster runs recoveries.
     pub fn is_acting_recmaster(&self) -> bool {
-        self.recmaster == self.pnn && self.quorate() && self.lock == LockState::Held
+        self.election.recmaster() == self.ctx.me.pnn && self.quorate() && self.holds_lock()
     }
 
     /// Whether this node holds the cluster lock.
     pub fn holds_lock(&self) -> bool {
-        self.lock == LockState::Held
+        self.election.holds_lock()
     }
 
     /// The current generation.
     pub fn generation(&self) -> Generation {
-        self.generation
+        self.ctx.generation
     }
 
     /// The current recovery mode.
     pub fn recovery_mode(&self) -> RecoveryMode {
-        self.recovery_mode
+        self.recoveries.mode()
+    }
+
+    /// The vnnmap of the current generation.
+    pub fn vnnmap(&self) -> NodeSet {
+        self.recoveries.vnnmap()
+    }
+
+    /// The recovery this node runs as recovery master, if any.
+    pub fn recovery(&self) -> Option<&Recovery> {
+        self.recoveries.running()
+    }
+
+    /// The candidate that should win the election, in this node's view.
+    pub fn best_candidate(&self) -> Option<Pnn> {
+        Election::best_candidate(&self.ctx, &self.members)
+    }
+
+    /// Our outgoing connection to `peer`.
+    pub fn out_state(&self, peer: Pnn) -> OutState {
+        self.transport.out_state(peer)
     }
 
     /// The nodes file the node runs with.
     pub fn nodes(&self) -> &NodesFile {
-        &self.nodes
+        &self.ctx.nodes
     }
 
     /// Current tunables.
     pub fn tunables(&self) -> &Tunables {
-        &self.tunables
+        &self.ctx.tunables
     }
 
     /// Input counters.
     pub fn stats(&self) -> &Stats {
-        &self.stats
+        &self.ctx.stats
+    }
+
+    /// Whether this node has shut down.
+    pub fn is_stopped(&self) -> bool {
+        self.stopped
     }
 
     /// The flags of `pnn` as this node sees them (DISCONNECTED for an unknown PNN).
     pub fn flags_of(&self, pnn: Pnn) -> NodeFlags {
-        let Some(p) = self.peers.get(pnn.index()) else {
-            return NodeFlags::DISCONNECTED;
-        };
-        if p.address.is_none() {
-            return NodeFlags::DELETED;
-        }
-        if pnn == self.pnn {
-            return self.own_flags;
-        }
-        let mut f = p.flags;
-        f.set(NodeFlags::DISCONNECTED, !p.connected);
-        f
+        self.members.flags_of(&self.ctx, pnn)
     }
 
     /// Whether this node's partition has quorum (votequorum rules: one vote per non-deleted
     /// node, a strict majority; `TwoNode`: one of two while holding the cluster lock;
     /// `WaitForAll`: never before every node has been seen once).
     pub fn quorate(&self) -> bool {
-        let (votes, expected) = self.votes();
-        if !self.seen_all() {
-            return false;
-        }
-        quorum::has_majority(votes, expected)
-            || (self.two_node_alone(votes, expected) && self.lock == LockState::Held)
-    }
-
-    /// Connected votes (self included) and expected votes.
-    fn votes(&self) -> (usize, usize) {
-        let live = self.peers.iter().filter(|p| p.address.is_some());
-        let expected = live.clone().count();
-        let votes = live.filter(|p| p.connected).count();
-        (votes, expected)
-    }
-
-    /// `WaitForAll` is satisfied (or not asked for).
-    fn seen_all(&self) -> bool {
-        !self.tunables.wait_for_all
-            || self
-                .peers
-                .iter()
-                .all(|p| p.address.is_none() || p.ever_connected)
-    }
-
-    fn two_node_alone(&self, votes: usize, expected: usize) -> bool {
-        self.tunables.two_node && expected == 2 && votes == 1
-    }
-
-    /// Whether this node could be quorate if it held the lock, so it may run for recmaster.
-    fn may_lead(&self) -> bool {
-        let (votes, expected) = self.votes();
-        self.seen_all()
-            && (quorum::has_majority(votes, expected) || self.two_node_alone(votes, expected))
+        self.members.quorate(&self.ctx, self.holds_lock())
     }
 
     /// The status report `pharos status` shows.
     pub fn status(&self) -> StatusReport {
         StatusReport {
-            pnn: self.pnn,
-            generation: self.generation,
-            recmaster: self.recmaster,
-            recovery_mode: self.recovery_mode,
+            pnn: self.ctx.me.pnn,
+            generation: self.ctx.generation,
+            recmaster: self.recmaster(),
+            recovery_mode: self.recovery_mode(),
             quorate: self.quorate(),
             holds_lock: self.holds_lock(),
-            nodes: (0..self.peers.len())
-                .map(|i| {
-                    let pnn = Pnn(i as u32);
-                    NodeStatus {
-                        pnn,
-                        address: self.peers[i]
-                            .address
-                            .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
-                        flags: self.flags_of(pnn),
-                        this_node: pnn == self.pnn,
-                    }
+            nodes: self
+                .members
+                .pnns()
+                .map(|pnn| NodeStatus {
+                    pnn,
+                    address: self
+                        .ctx
+                        .nodes
+                        .address_of(pnn)
+                        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
+                    flags: self.flags_of(pnn),
+                    this_node: pnn == self.ctx.me.pnn,
                 })
                 .collect(),
         }
     }
 
     fn control(&mut self, request: &Request) -> Response {
-        let before = Promise::own(&self.tunables);
-        if let Some(r) = control::tunables_request(&mut self.tunables, request) {
-            let after = Promise::own(&self.tunables);
+        let before = Promise::own(&self.ctx.tunables);
+        if let Some(r) = control::tunables_request(&mut self.ctx.tunables, request) {
+            let after = Promise::own(&self.ctx.tunables);
             if after.interval < before.interval {
                 // A shorter interval takes effect now, not after the old, longer one.
-                self.next_keepalive = self.next_keepalive.min(self.now + after.interval);
+                self.health.interval_changed(&mut self.ctx);
             }
-            if after != before {
-                // Peers judge our silence by our promise: tell them the new one at once.
-                self.push_view();
-            }
+            // Peers judge our silence by our promise: they learn a new one at once.
+            self.ctx.view.liveness = after.to_wire();
             return r;
         }
         match request {
@@ -649,135 +620,17 @@ impl Node {
                 s.nodes.retain(|n| n.pnn == *p);
                 Response::Status(s)
             }
-            Request::Pnn => Response::Pnn(self.pnn),
-            Request::Recmaster => Response::Recmaster(self.recmaster),
-            Request::Ping => Response::Pong(self.pnn),
+            Request::Pnn => Response::Pnn(self.ctx.me.pnn),
+            Request::Recmaster => Response::Recmaster(self.recmaster()),
+            Request::Ping => Response::Pong(self.ctx.me.pnn),
             Request::Admin(cmd) => {
-                self.admin(*cmd);
+                self.members.admin(&mut self.ctx, *cmd);
                 Response::Done(None)
             }
             Request::ListVars | Request::GetVar(_) | Request::SetVar(..) => {
                 Response::Error(format!("{request:?} not handled"))
             }
         }
-    }
-
-    fn is_remote(&self, pnn: Pnn) -> bool {
-        pnn != self.pnn
-            && self
-                .peers
-                .get(pnn.index())
-                .is_some_and(|p| p.address.is_some())
-    }
-
-    fn check_remote(&self, pnn: Pnn) -> Result<(), Error> {
-        if self.is_remote(pnn) {
-            Ok(())
-        } else {
-            Err(Error::UnknownPeer)
-        }
-    }
-
-    fn address(&self, pnn: Pnn) -> IpAddr {
-        self.peers[pnn.index()]
-            .address
-            .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
-    }
-
-    fn send(&mut self, peer: Pnn, message: Message) {
-        self.send_in(peer, message, self.generation);
-    }
-
-    /// Sends with an explicit header generation (recovery frames carry the new one).
-    fn send_in(&mut self, peer: Pnn, message: Message, generation: Generation) {
-        self.transmits.push_back(Transmit {
-            peer,
-            header: Header {
-                op: message.op(),
-                src: self.pnn,
-                dst: peer,
-                generation,
-                request_id: 0,
-            },
-            message,
-        });
-    }
-
-    /// Our view, as every keepalive carries it.
-    fn view(&self) -> Keepalive {
-        Keepalive {
-            flags: self.own_flags,
-            recmaster: self.recmaster,
-            recovery_mode: self.recovery_mode,
-            liveness: Promise::own(&self.tunables).to_wire(),
-        }
-    }
-
-    /// Tells every peer we can write to our view at once (after a change), rather than at the
-    /// next keepalive tick.
-    fn push_view(&mut self) {
-        let view = Message::Keepalive(self.view());
-        for i in 0..self.peers.len() {
-            if self.peers[i].out == OutState::Up {
-                self.send(Pnn(i as u32), view);
-            }
-        }
-    }
-
-    fn admin(&mut self, cmd: AdminCommand) {
-        let before = self.own_flags;
-        match cmd {
-            AdminCommand::Disable => self.own_flags.set(NodeFlags::DISABLED, true),
-            AdminCommand::Enable => self.own_flags.set(NodeFlags::DISABLED, false),
-            AdminCommand::Stop => self.own_flags.set(NodeFlags::STOPPED, true),
-            AdminCommand::Continue => self.own_flags.set(NodeFlags::STOPPED, false),
-            AdminCommand::Ban(secs) => self.ban(core::time::Duration::from_secs(secs as u64)),
-            AdminCommand::Unban => {
-                self.own_flags.set(NodeFlags::BANNED, false);
-                self.ban_until = None;
-            }
-        }
-        self.flags_changed(before);
-    }
-
-    /// After our own flags changed: release addresses when we may no longer host, tell peers.
-    fn flags_changed(&mut self, before: NodeFlags) {
-        if self.own_flags == before {
-            return;
-        }
-        log::info!("node {} flags: {} -> {}", self.pnn, before, self.own_flags);
-        let no_hosting = NodeFlags::DISABLED
-            .union(NodeFlags::STOPPED)
-            .union(NodeFlags::BANNED);
-        if self.own_flags.intersects(no_hosting) && !before.intersects(no_hosting) {
-            self.actions.push_back(Action::ReleaseAllIps);
-        }
-        self.push_view();
-    }
-
-    fn ban(&mut self, period: core::time::Duration) {
-        self.own_flags.set(NodeFlags::BANNED, true);
-        self.ban_until = Some(self.now + period);
-        log::warn!("node {} banned for {} s", self.pnn, period.as_secs());
-    }
-
-    fn run_timers(&mut self) {
-        self.transport_timers();
-        if self.now >= self.silence_check_at {
-            self.check_silence();
-        }
-        if self.now >= self.next_keepalive {
-            self.keepalive_tick();
-        }
-        if self.ban_until.is_some_and(|t| self.now >= t) {
-            let before = self.own_flags;
-            self.ban_until = None;
-            self.own_flags.set(NodeFlags::BANNED, false);
-            log::info!("node {} ban expired", self.pnn);
-            self.flags_changed(before);
-        }
-        self.election_timers();
-        self.recovery_timers();
     }
 }
 

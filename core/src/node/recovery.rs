@@ -5,14 +5,16 @@
 //! is in recovery mode, that all share its generation, and that the active set equals the
 //! vnnmap. Any failure (or having just won) starts a recovery: RecoveryStart carries the new
 //! generation (one above any known); each member enters recovery mode and acknowledges; with
-//! every ack the master commits the generation and vnnmap, leaves recovery mode, runs the
-//! takeover hook and broadcasts Reconfigured. No further recovery starts within
+//! every ack the master commits the generation and vnnmap, leaves recovery mode, and the
+//! takeover run follows; then it broadcasts Reconfigured. No further recovery starts within
 //! RerecoveryTimeout unless a new recmaster takes over.
 
-use super::Node;
-use crate::control::RecoveryMode;
+use super::ctx::Ctx;
+use super::io::Notification;
+use super::members::Members;
+use super::timer::Timer;
 use crate::time::Instant;
-use crate::types::{Generation, NodeFlags, NodeSet, Pnn};
+use crate::types::{Generation, NodeSet, Pnn, RecoveryMode};
 use crate::wire::Message;
 
 /// A recovery the recovery master is running.
@@ -38,82 +40,115 @@ pub fn next_generation(top: Generation, creator: Pnn) -> Generation {
     Generation((counter << 8) | (creator.0 & 0xff))
 }
 
-impl Node {
-    /// Whether `pnn` is active: this node or a connected peer, neither banned nor stopped.
-    fn is_active(&self, pnn: Pnn) -> bool {
-        let inactive = NodeFlags::BANNED.union(NodeFlags::STOPPED);
-        if pnn == self.pnn {
-            return !self.own_flags.intersects(inactive);
+/// What the monitor loop decided that is not the recovery layer's to do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Verdict {
+    /// All is well, or a recovery started or goes on.
+    Fine,
+    /// An active node follows another master: this one must step down.
+    StepDown,
+}
+
+/// The recovery layer. The generation itself is in the shared context (every frame carries
+/// it); this layer alone moves it.
+#[derive(Debug)]
+pub(super) struct Recoveries {
+    mode: RecoveryMode,
+    /// Who put this node in recovery mode.
+    mode_by: Pnn,
+    /// The active nodes of the current generation.
+    vnnmap: NodeSet,
+    /// The first monitor run after winning always recovers (CTDB does the same).
+    need_recovery: bool,
+    /// A recovery this node runs as recovery master.
+    running: Option<Recovery>,
+    /// A recovery committed and its takeover run has not been asked for yet.
+    committed: bool,
+    rerecovery_until: Instant,
+}
+
+impl Recoveries {
+    pub fn new(ctx: &Ctx) -> Self {
+        Recoveries {
+            mode: RecoveryMode::Normal,
+            mode_by: Pnn::NONE,
+            vnnmap: NodeSet::new(),
+            need_recovery: false,
+            running: None,
+            committed: false,
+            rerecovery_until: ctx.now,
         }
-        self.peers
-            .get(pnn.index())
-            .is_some_and(|p| p.connected && !p.flags.intersects(inactive))
     }
 
-    /// The vnnmap of the current generation.
+    pub fn mode(&self) -> RecoveryMode {
+        self.mode
+    }
+
     pub fn vnnmap(&self) -> NodeSet {
         self.vnnmap
     }
 
-    pub(super) fn recovery_timers(&mut self) {
-        if self
-            .recovery
-            .as_ref()
-            .is_some_and(|r| self.now >= r.deadline)
-        {
+    /// The lock is ours: the monitor loop starts now, and its first run recovers.
+    pub fn start_monitoring(&mut self, ctx: &mut Ctx) {
+        self.need_recovery = true;
+        ctx.timers.set(Timer::Monitor, ctx.now);
+    }
+
+    /// This node stepped down: no monitor loop, no recovery of its own.
+    pub fn stop_monitoring(&mut self, ctx: &mut Ctx) {
+        ctx.timers.stop(Timer::Monitor);
+        self.abort(ctx);
+    }
+
+    /// A running recovery gave up waiting for acknowledgements.
+    pub fn run_timed_out(&mut self, ctx: &mut Ctx) {
+        if self.running.is_some() {
             log::warn!(
                 "node {}: recovery timed out waiting for acknowledgements",
-                self.pnn
+                ctx.me.pnn
             );
-            self.abort_recovery();
-        }
-        if self.monitor_at.is_some_and(|t| self.now >= t) {
-            self.monitor_at = Some(self.now + self.tunables.recover_interval);
-            self.monitor();
+            self.abort(ctx);
         }
     }
 
-    fn monitor(&mut self) {
-        if self.recmaster != self.pnn {
-            self.monitor_at = None;
-            return;
+    /// The monitor loop, every RecoverInterval while this node is recovery master; it does
+    /// something only while `acting` (recmaster, quorate, holding the lock). A recovery that
+    /// commits is reported through [`Recoveries::take_committed`].
+    pub fn monitor(&mut self, ctx: &mut Ctx, members: &Members, acting: bool) -> Verdict {
+        ctx.timers
+            .set(Timer::Monitor, ctx.now + ctx.tunables.recover_interval);
+        if !acting {
+            return Verdict::Fine;
         }
-        if !self.is_acting_recmaster() {
-            return;
-        }
-        if let Some(r) = &self.recovery {
+        let me = ctx.me.pnn;
+        if let Some(r) = &self.running {
             // A member that left, or follows someone else, will never acknowledge: give up now
             // rather than at RecoverTimeout.
-            let me = self.pnn;
             let lost = r.members.iter().find(|&p| {
                 p != me
-                    && (!self.is_active(p)
-                        || !matches!(self.peers[p.index()].reported_recmaster, x if x == me || x == Pnn::NONE))
+                    && (!members.is_active(ctx, p)
+                        || !matches!(members.reported_recmaster(p), x if x == me || x == Pnn::NONE))
             });
-            if let Some(p) = lost {
-                log::info!("node {me}: recovery member {p} is gone");
-                self.abort_recovery();
-            } else {
-                return;
+            match lost {
+                Some(p) => {
+                    log::info!("node {me}: recovery member {p} is gone");
+                    self.abort(ctx);
+                }
+                None => return Verdict::Fine,
             }
         }
         let mut active = NodeSet::new();
-        for i in 0..self.peers.len() {
-            let p = Pnn(i as u32);
-            if !self.is_active(p) {
+        for p in members.pnns() {
+            if !members.is_active(ctx, p) {
                 continue;
             }
-            if p != self.pnn {
-                let follows = self.peers[i].reported_recmaster;
+            if p != me {
+                let follows = members.reported_recmaster(p);
                 // A peer that follows nobody yet takes part: our claim reaches it before the
                 // recovery start, on the same connection.
-                if follows != self.pnn && follows != Pnn::NONE {
-                    log::info!(
-                        "node {p} follows recovery master {follows}, not {}",
-                        self.pnn
-                    );
-                    self.step_down("the active nodes disagree on the recovery master");
-                    return;
+                if follows != me && follows != Pnn::NONE {
+                    log::info!("node {p} follows recovery master {follows}, not {me}");
+                    return Verdict::StepDown;
                 }
             }
             active.insert(p);
@@ -124,175 +159,194 @@ impl Node {
             Some("the active nodes changed")
         } else if active
             .iter()
-            .any(|p| p != self.pnn && self.peers[p.index()].reported_mode == RecoveryMode::Active)
+            .any(|p| p != me && members.reported_mode(p) == RecoveryMode::Active)
         {
             Some("a node is in recovery mode")
         } else if active
             .iter()
-            .any(|p| p != self.pnn && self.peers[p.index()].generation != self.generation)
+            .any(|p| p != me && members.generation_of(p) != ctx.generation)
         {
             Some("generations differ")
         } else {
             None
         };
         if let Some(reason) = reason {
-            if self.need_recovery || self.now >= self.rerecovery_until {
-                self.start_recovery(active, reason);
+            if self.need_recovery || ctx.now >= self.rerecovery_until {
+                self.start(ctx, members, active, reason);
             }
         }
+        Verdict::Fine
     }
 
-    fn start_recovery(&mut self, members: NodeSet, reason: &str) {
-        let top = self
-            .peers
-            .iter()
-            .map(|p| p.generation)
-            .fold(self.generation, Generation::max);
-        let generation = next_generation(top, self.pnn);
+    fn start(&mut self, ctx: &mut Ctx, members: &Members, active: NodeSet, reason: &str) {
+        let generation = next_generation(members.top_generation().max(ctx.generation), ctx.me.pnn);
         log::info!(
             "node {}: recovery into generation {} ({reason})",
-            self.pnn,
+            ctx.me.pnn,
             generation.0
         );
         let mut acks = NodeSet::new();
-        acks.insert(self.pnn);
-        self.recovery = Some(super::Recovery {
+        acks.insert(ctx.me.pnn);
+        self.running = Some(Recovery {
             generation,
-            members,
+            members: active,
             acks,
-            deadline: self.now + self.tunables.recover_timeout,
+            deadline: ctx.now + ctx.tunables.recover_timeout,
         });
-        self.set_recovery_mode(RecoveryMode::Active, self.pnn);
-        let me = self.pnn;
-        for p in members.iter().filter(|&p| p != me) {
-            self.send_in(p, Message::RecoveryStart, generation);
+        ctx.timers
+            .set(Timer::RecoveryRun, ctx.now + ctx.tunables.recover_timeout);
+        self.set_mode(ctx, RecoveryMode::Active, ctx.me.pnn);
+        let me = ctx.me.pnn;
+        for p in active.iter().filter(|&p| p != me) {
+            ctx.send_in(p, Message::RecoveryStart, generation);
         }
-        self.push_view();
-        self.check_recovery_acks();
+        self.check_acks(ctx);
     }
 
-    fn check_recovery_acks(&mut self) {
+    fn check_acks(&mut self, ctx: &mut Ctx) {
         let done = self
-            .recovery
+            .running
             .as_ref()
             .is_some_and(|r| r.members.iter().all(|p| r.acks.contains(p)));
         if done {
-            self.commit_recovery();
+            self.commit(ctx);
         }
     }
 
-    fn commit_recovery(&mut self) {
-        let Some(r) = self.recovery.take() else {
+    fn commit(&mut self, ctx: &mut Ctx) {
+        let Some(r) = self.running.take() else {
             return;
         };
-        self.generation = r.generation;
+        ctx.timers.stop(Timer::RecoveryRun);
+        ctx.generation = r.generation;
         self.vnnmap = r.members;
-        let me = self.pnn;
+        let me = ctx.me.pnn;
         for p in r.members.iter().filter(|&p| p != me) {
-            self.send_in(
+            ctx.send_in(
                 p,
                 Message::RecoveryCommit { vnnmap: r.members },
                 r.generation,
             );
         }
-        self.set_recovery_mode(RecoveryMode::Normal, self.pnn);
+        self.set_mode(ctx, RecoveryMode::Normal, me);
         self.need_recovery = false;
-        self.rerecovery_until = self.now + self.tunables.rerecovery_timeout;
-        self.stats.recoveries += 1;
-        self.takeover_run();
-        for i in 0..self.peers.len() {
-            let p = Pnn(i as u32);
-            if p != self.pnn && self.peers[i].connected {
-                self.send_in(p, Message::Reconfigured, r.generation);
-            }
-        }
-        self.push_view();
+        self.rerecovery_until = ctx.now + ctx.tunables.rerecovery_timeout;
+        ctx.stats.recoveries += 1;
+        self.committed = true;
+        ctx.notify(Notification::GenerationChanged {
+            generation: r.generation,
+            vnnmap: r.members,
+        });
         log::info!(
-            "node {}: recovery complete, generation {}, vnnmap {:?}",
-            self.pnn,
+            "node {me}: recovery complete, generation {}, vnnmap {:?}",
             r.generation.0,
             r.members
         );
     }
 
-    /// The takeover run's place in the recovery; public-IP reallocation plugs in here.
-    fn takeover_run(&mut self) {
-        self.stats.takeover_runs += 1;
+    /// Whether a recovery committed since the last call: the takeover run follows, then
+    /// [`Recoveries::announce_reconfigured`].
+    pub fn take_committed(&mut self) -> bool {
+        core::mem::take(&mut self.committed)
     }
 
-    pub(super) fn abort_recovery(&mut self) {
-        if let Some(r) = self.recovery.take() {
+    /// Tells every connected member the reconfiguration is complete.
+    pub fn announce_reconfigured(&self, ctx: &mut Ctx, members: &Members) {
+        let me = ctx.me.pnn;
+        for p in members.pnns() {
+            if p != me && members.is_connected(p) {
+                ctx.send(p, Message::Reconfigured);
+            }
+        }
+    }
+
+    fn abort(&mut self, ctx: &mut Ctx) {
+        if let Some(r) = self.running.take() {
             log::info!(
                 "node {}: recovery into generation {} abandoned",
-                self.pnn,
+                ctx.me.pnn,
                 r.generation.0
             );
-            self.set_recovery_mode(RecoveryMode::Normal, self.pnn);
+            ctx.timers.stop(Timer::RecoveryRun);
+            self.set_mode(ctx, RecoveryMode::Normal, ctx.me.pnn);
         }
     }
 
-    fn set_recovery_mode(&mut self, mode: RecoveryMode, by: Pnn) {
+    fn set_mode(&mut self, ctx: &mut Ctx, mode: RecoveryMode, by: Pnn) {
         if mode == RecoveryMode::Active {
-            self.recovery_mode_since = self.now;
-            self.recovery_mode_by = by;
+            self.mode_by = by;
+            if by != ctx.me.pnn {
+                // A follower leaves recovery mode by itself after RecoverTimeout.
+                ctx.timers.set(
+                    Timer::FollowerRecovery,
+                    ctx.now + ctx.tunables.recover_timeout,
+                );
+            }
+        } else {
+            ctx.timers.stop(Timer::FollowerRecovery);
         }
-        self.recovery_mode = mode;
+        self.mode = mode;
+        ctx.view.recovery_mode = mode;
     }
 
-    pub(super) fn on_recovery_start(&mut self, from: Pnn, generation: Generation) {
-        if from != self.recmaster {
+    pub fn on_start(&mut self, ctx: &mut Ctx, recmaster: Pnn, from: Pnn, generation: Generation) {
+        if from != recmaster {
             log::debug!("ignoring recovery start from {from}, not our recovery master");
             return;
         }
-        self.set_recovery_mode(RecoveryMode::Active, from);
-        self.send_in(from, Message::RecoveryAck, generation);
+        self.set_mode(ctx, RecoveryMode::Active, from);
+        ctx.send_in(from, Message::RecoveryAck, generation);
     }
 
-    pub(super) fn on_recovery_ack(&mut self, from: Pnn, generation: Generation) {
-        if let Some(r) = self.recovery.as_mut() {
+    pub fn on_ack(&mut self, ctx: &mut Ctx, from: Pnn, generation: Generation) {
+        if let Some(r) = self.running.as_mut() {
             if r.generation == generation && r.members.contains(from) {
                 r.acks.insert(from);
             }
         }
-        self.check_recovery_acks();
+        self.check_acks(ctx);
     }
 
-    pub(super) fn on_recovery_commit(
+    pub fn on_commit(
         &mut self,
+        ctx: &mut Ctx,
+        recmaster: Pnn,
         from: Pnn,
         generation: Generation,
         vnnmap: NodeSet,
     ) {
-        if from != self.recmaster {
+        if from != recmaster {
             return;
         }
         // Generations only grow.
-        self.generation = self.generation.max(generation);
+        let before = ctx.generation;
+        ctx.generation = ctx.generation.max(generation);
         self.vnnmap = vnnmap;
-        self.set_recovery_mode(RecoveryMode::Normal, from);
-        self.push_view();
-    }
-
-    /// When a follower in recovery mode gives up on its recovery master.
-    pub(super) fn follower_recovery_deadline(&self) -> Option<Instant> {
-        (self.recovery_mode == RecoveryMode::Active && self.recovery.is_none())
-            .then(|| self.recovery_mode_since + self.tunables.recover_timeout)
+        self.set_mode(ctx, RecoveryMode::Normal, from);
+        if ctx.generation != before {
+            ctx.notify(Notification::GenerationChanged {
+                generation: ctx.generation,
+                vnnmap,
+            });
+        }
     }
 
     /// A follower leaves recovery mode by itself when the master that started the recovery is
-    /// no longer its master, or after RecoverTimeout.
-    pub(super) fn reconcile_follower_mode(&mut self) {
-        let Some(deadline) = self.follower_recovery_deadline() else {
-            return;
-        };
-        if self.recmaster != self.recovery_mode_by || self.now >= deadline {
+    /// no longer its master, or after RecoverTimeout (`timed_out`).
+    pub fn check_follower(&mut self, ctx: &mut Ctx, recmaster: Pnn, timed_out: bool) {
+        let follower = self.mode == RecoveryMode::Active && self.running.is_none();
+        if follower && (recmaster != self.mode_by || timed_out) {
             log::info!(
                 "node {}: leaving recovery mode, its recovery master is gone",
-                self.pnn
+                ctx.me.pnn
             );
-            self.set_recovery_mode(RecoveryMode::Normal, Pnn::NONE);
-            self.push_view();
+            self.set_mode(ctx, RecoveryMode::Normal, Pnn::NONE);
         }
+    }
+
+    /// The recovery this node runs, if any.
+    pub fn running(&self) -> Option<&Recovery> {
+        self.running.as_ref()
     }
 }
 

@@ -4,6 +4,8 @@ use super::*;
 use crate::config::NodesFile;
 use crate::control::Request;
 use crate::testing::Net;
+use crate::types::{ClientId, ConnId, Link};
+use crate::wire::{self, Header};
 use crate::wire::{Hello, Keepalive, Message, CAP_RECMASTER};
 use alloc::string::ToString;
 use alloc::vec;
@@ -44,10 +46,26 @@ fn actions(n: &mut Node) -> Vec<Action> {
     v
 }
 
-fn transmits(n: &mut Node) -> Vec<Transmit> {
+/// A frame the node sent, decoded again.
+#[derive(Debug)]
+pub(super) struct Transmit {
+    pub peer: Pnn,
+    pub message: Message,
+}
+
+impl Transmit {
+    pub fn message(&self) -> &Message {
+        &self.message
+    }
+}
+
+pub(super) fn transmits(n: &mut Node) -> Vec<Transmit> {
     let mut v = Vec::new();
-    while let Some(x) = n.poll_transmit() {
-        v.push(x);
+    let mut buf = Vec::new();
+    while let Some(peer) = n.poll_transmit(&mut buf) {
+        let (_, message) = wire::decode(&buf).expect("the node encodes valid frames");
+        v.push(Transmit { peer, message });
+        buf.clear();
     }
     v
 }
@@ -535,11 +553,7 @@ fn a_peer_that_just_connected_is_not_blamed_for_silence_before_it() {
     let nodes = NodesFile::parse("127.0.0.1\n127.0.0.2\n").unwrap();
     let mut tun = tunables();
     tun.set("KeepaliveLimit", "1").unwrap();
-    let mut n = Node::new(
-        NodeConfig::new(nodes, Pnn(0), 4379, tun).unwrap(),
-        1,
-        t(0),
-    );
+    let mut n = Node::new(NodeConfig::new(nodes, Pnn(0), 4379, tun).unwrap(), 1, t(0));
     actions(&mut n);
     let promise_1 = frame(
         1,
@@ -883,7 +897,7 @@ fn garbage_on_a_connecting_outgoing_link_counts_as_a_failed_connect() {
     );
     assert_eq!(n.stats().bad_streams, 1);
     // Retried after ReconnectInterval, not left waiting for the connect timeout.
-    assert_eq!(n.peers[1].out, OutState::Retry { at: t(1005) });
+    assert_eq!(n.out_state(Pnn(1)), OutState::Retry { at: t(1005) });
 }
 
 /// Peer 1 is fully up on incoming connection 11; a second connection 12 comes from its address.
@@ -1086,16 +1100,16 @@ fn refused_connections_are_counted_and_their_warnings_rate_limited() {
     }
     assert_eq!(n.stats().refused_connections, 10_000);
     assert_eq!(
-        n.refusals.logged,
+        n.transport.refusals.logged,
         transport::RefusalLog::LINES_PER_WINDOW,
         "a few lines, then only a count"
     );
     assert_eq!(
-        n.refusals.suppressed,
+        n.transport.refusals.suppressed,
         10_000 - transport::RefusalLog::LINES_PER_WINDOW as u64
     );
     // The window ends with one summary line and a fresh budget.
     n.handle(t(10_000), Event::Timeout).unwrap();
-    assert_eq!(n.refusals.suppressed, 0);
-    assert_eq!(n.refusals.logged, 0);
+    assert_eq!(n.transport.refusals.suppressed, 0);
+    assert_eq!(n.transport.refusals.logged, 0);
 }

@@ -44,11 +44,12 @@ pub use runner::{run, RunOutcome, RunSpec};
 
 use crate::config::{NodesFile, Tunables};
 use crate::control::{Request, Response};
-use crate::node::{Action, Event, LockResult, Node, NodeConfig, Transmit};
+use crate::drive::{Driver, Feedback, Host};
+use crate::node::{Action, Event, LockResult, Node, NodeConfig, Notification};
 use crate::rng::Rng;
 use crate::time::Instant;
 use crate::types::{ClientId, ConnId, Link, NodeFlags, Pnn};
-use crate::wire::Message;
+use crate::wire::{self, Message};
 use alloc::collections::{BinaryHeap, VecDeque};
 use alloc::format;
 use alloc::string::String;
@@ -404,9 +405,34 @@ pub struct World {
     check_at: Option<Instant>,
     /// Every fault applied, for reports.
     faults: Vec<(Instant, Fault)>,
+    /// The one drive path, shared by every node's shell (taken out while it runs).
+    driver: Driver,
 }
 
 use lock::LockService;
+
+/// A node's shell, as the drive path sees it: frames onto the simulated network, actions to
+/// the world's models, notifications into the trace.
+struct Shell<'w> {
+    w: &'w mut World,
+    i: usize,
+}
+
+impl Host for Shell<'_> {
+    fn transmit(&mut self, peer: Pnn, frame: &[u8]) {
+        self.w.transmit(self.i, peer, frame);
+    }
+
+    fn act(&mut self, action: Action, _feedback: &mut Feedback) {
+        self.w.action(self.i, action);
+    }
+
+    fn notify(&mut self, n: Notification) {
+        self.w
+            .trace
+            .record(self.w.now, &N(self.i), format_args!("-- {n:?}"));
+    }
+}
 
 impl fmt::Debug for World {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -493,6 +519,7 @@ impl World {
             lock_outs: Vec::new(),
             check_at: None,
             faults: Vec::new(),
+            driver: Driver::new(),
             cfg,
         }
     }
@@ -1010,6 +1037,14 @@ impl World {
         }
         match how {
             Kill::Stop => {
+                // SIGTERM: a running daemon shuts down through its core (releases, goodbyes,
+                // closes), then the process exits and the kernel does the rest.
+                if self.slots[i].state == NodeState::Running {
+                    if let Some(mut node) = self.slots[i].node.take() {
+                        let r = node.handle(self.now, Event::Shutdown);
+                        self.after_handle(i, node, r);
+                    }
+                }
                 if self.hosting.release_all(i) > 0 {
                     self.trace
                         .record(self.now, &"host", format_args!("n{i} - all (clean stop)"));
@@ -1310,12 +1345,7 @@ impl World {
                 format!("n{i} refused an input the simulator gave it: {e:?}"),
             );
         }
-        while let Some(t) = node.poll_transmit() {
-            self.transmit(i, &t);
-        }
-        while let Some(a) = node.poll_action() {
-            self.action(i, a);
-        }
+        self.drain_node(i, &mut node);
         self.slots[i].node = Some(node);
         self.flush_lock();
         // The node may have asked the lock client for something that sent nothing (cut).
@@ -1324,25 +1354,34 @@ impl World {
         self.arm_timer(i);
     }
 
+    /// Carries out what node `i` (out of its slot) has to say, through the drive path.
+    fn drain_node(&mut self, i: usize, node: &mut Node) {
+        let mut driver = core::mem::take(&mut self.driver);
+        let now = self.now;
+        driver.drain(node, now, &mut Shell { w: self, i });
+        self.driver = driver;
+    }
+
     /// Drains a node's outputs outside `handle` (after a start).
     fn drain(&mut self, i: usize) {
         let Some(mut node) = self.slots[i].node.take() else {
             return;
         };
-        while let Some(t) = node.poll_transmit() {
-            self.transmit(i, &t);
-        }
-        while let Some(a) = node.poll_action() {
-            self.action(i, a);
-        }
+        self.drain_node(i, &mut node);
         self.slots[i].node = Some(node);
         self.flush_lock();
         self.arm_lock_timer(i);
     }
 
-    fn transmit(&mut self, i: usize, t: &Transmit) {
-        let j = t.peer.index();
-        let msg = *t.message();
+    fn transmit(&mut self, i: usize, peer: Pnn, frame: &[u8]) {
+        let j = peer.index();
+        let Ok((_, msg)) = wire::decode(frame) else {
+            self.violate(
+                "node-contract",
+                format!("n{i} produced a frame that does not decode: {frame:?}"),
+            );
+            return;
+        };
         let now = self.now;
         let Some(conn) = self.net.out[i].get(j).copied().flatten() else {
             // The contract: the shell drops a transmit without an outgoing connection.
@@ -1356,8 +1395,7 @@ impl World {
         if !self.net.is_open(conn, 0) {
             return;
         }
-        let mut bytes = Vec::with_capacity(48);
-        t.encode(&mut bytes);
+        let bytes = frame.to_vec();
         if let Some((at, m)) = self.net.send(&mut self.net_rng, conn, 0, now) {
             let extra = Mishaps(m);
             self.trace
@@ -1426,6 +1464,9 @@ impl World {
                 self.trace
                     .record(now, &N(i), format_args!("-> reply {client:?} {response:?}"));
                 self.replies.push((i, response));
+            }
+            Action::Exit => {
+                self.trace.record(now, &N(i), format_args!("-> exit"));
             }
         }
     }

@@ -2,7 +2,7 @@
 //! never allocate.
 
 use super::{u32_at as read_u32, u64_at as read_u64, WireError};
-use crate::control::RecoveryMode;
+use crate::types::RecoveryMode;
 use crate::types::{NodeFlags, NodeSet, Pnn};
 use alloc::vec::Vec;
 
@@ -22,6 +22,8 @@ pub enum Op {
     RecoveryCommit = 5,
     /// The cluster was reconfigured (after a recovery and takeover run).
     Reconfigured = 6,
+    /// The sender is shutting down cleanly: what it hosted is released.
+    Goodbye = 7,
 }
 
 impl Op {
@@ -34,6 +36,7 @@ impl Op {
             4 => Op::RecoveryAck,
             5 => Op::RecoveryCommit,
             6 => Op::Reconfigured,
+            7 => Op::Goodbye,
             _ => return None,
         })
     }
@@ -129,6 +132,8 @@ pub enum Message {
     },
     /// The recovery and takeover run of the header's generation are complete.
     Reconfigured,
+    /// The sender shuts down: it released its public addresses and closes its connections.
+    Goodbye,
 }
 
 const HELLO_LEN: usize = 24 + Liveness::BYTES;
@@ -151,6 +156,7 @@ impl Message {
             Message::RecoveryAck => Op::RecoveryAck,
             Message::RecoveryCommit { .. } => Op::RecoveryCommit,
             Message::Reconfigured => Op::Reconfigured,
+            Message::Goodbye => Op::Goodbye,
         }
     }
 
@@ -159,7 +165,10 @@ impl Message {
         match self {
             Message::Hello(_) => HELLO_LEN,
             Message::Keepalive(_) => KEEPALIVE_LEN,
-            Message::RecoveryStart | Message::RecoveryAck | Message::Reconfigured => 0,
+            Message::RecoveryStart
+            | Message::RecoveryAck
+            | Message::Reconfigured
+            | Message::Goodbye => 0,
             Message::RecoveryCommit { .. } => NodeSet::BYTES,
         }
     }
@@ -169,7 +178,7 @@ impl Message {
         let need = match op {
             Op::Hello => HELLO_LEN,
             Op::Keepalive => KEEPALIVE_LEN,
-            Op::RecoveryStart | Op::RecoveryAck | Op::Reconfigured => 0,
+            Op::RecoveryStart | Op::RecoveryAck | Op::Reconfigured | Op::Goodbye => 0,
             Op::RecoveryCommit => NodeSet::BYTES,
         };
         if p.len() < need {
@@ -199,6 +208,7 @@ impl Message {
                 vnnmap: NodeSet::from_bytes(&p[..NodeSet::BYTES]),
             },
             Op::Reconfigured => Message::Reconfigured,
+            Op::Goodbye => Message::Goodbye,
         })
     }
 
@@ -217,7 +227,10 @@ impl Message {
                 put(&mode_to_u32(k.recovery_mode).to_le_bytes());
                 k.liveness.write(put);
             }
-            Message::RecoveryStart | Message::RecoveryAck | Message::Reconfigured => {}
+            Message::RecoveryStart
+            | Message::RecoveryAck
+            | Message::Reconfigured
+            | Message::Goodbye => {}
             Message::RecoveryCommit { vnnmap } => put(vnnmap.as_bytes()),
         }
     }

@@ -1,6 +1,6 @@
 use super::*;
-use crate::control::RecoveryMode;
 use crate::rng::Rng;
+use crate::types::RecoveryMode;
 use crate::types::{NodeFlags, NodeSet};
 
 fn header(op: Op) -> Header {
