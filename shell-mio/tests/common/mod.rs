@@ -78,12 +78,38 @@ impl Cluster {
 
     /// Starts process slot `i` as PNN `pnn`, or with automatic bind when `pnn` is `None`.
     pub fn start_with(&mut self, i: usize, pnn: Option<usize>) {
+        let cmd = self.pharosd_command(i, pnn, None);
+        self.spawn(i, cmd);
+    }
+
+    /// Starts process slot `i` as PNN `i` under a descriptor limit (`ulimit -n nofile`; the
+    /// shell execs pharosd, so the PID is the daemon's).
+    pub fn start_with_nofile(&mut self, i: usize, nofile: u32) {
+        let cmd = self.pharosd_command(i, Some(i), Some(nofile));
+        self.spawn(i, cmd);
+    }
+
+    fn spawn(&mut self, i: usize, mut cmd: Command) {
+        self.procs[i] = Some(cmd.spawn().expect("spawn pharosd"));
+    }
+
+    /// The command line of process slot `i`, logging to `node{i}.log`.
+    fn pharosd_command(&self, i: usize, pnn: Option<usize>, nofile: Option<u32>) -> Command {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(self.dir.0.join(format!("node{i}.log")))
             .unwrap();
-        let mut cmd = Command::new(PHAROSD);
+        let mut cmd = match nofile {
+            None => Command::new(PHAROSD),
+            Some(n) => {
+                let mut sh = Command::new("sh");
+                sh.arg("-c")
+                    .arg(format!("ulimit -n {n} && exec \"$0\" \"$@\""))
+                    .arg(PHAROSD);
+                sh
+            }
+        };
         cmd.arg("--nodes")
             .arg(self.dir.0.join("nodes"))
             .arg("--port")
@@ -101,7 +127,7 @@ impl Cluster {
         if let Some(p) = pnn {
             cmd.arg("--node-address").arg(format!("127.0.0.{}", p + 1));
         }
-        self.procs[i] = Some(cmd.spawn().expect("spawn pharosd"));
+        cmd
     }
 
     pub fn start_all(&mut self) {
