@@ -18,16 +18,22 @@ const FAST: &[&str] = &[
     "KeepaliveLimit=3",
 ];
 
+/// The one node of the socket-path tests: an address no other test uses, so that its port
+/// cannot be taken by another test's connections meanwhile.
+const LONE_NODE: &str = "127.0.0.77";
+
 /// Runs a one-node pharosd with `--socket socket` and waits up to 5 s for it to exit. Returns
 /// its exit status (`None`: it was still running, and has been killed) and its stderr.
 fn run_with_socket(dir: &Scratch, socket: &Path) -> (Option<ExitStatus>, String) {
-    let port = free_port(1);
+    let probe = std::net::TcpListener::bind((LONE_NODE, 0)).unwrap();
+    let port = probe.local_addr().unwrap().port();
+    drop(probe);
     let stderr_path = dir.0.join("stderr");
     let stderr = std::fs::File::create(&stderr_path).unwrap();
     let mut child = Command::new(PHAROSD)
         .arg("--nodes")
         .arg(dir.0.join("nodes"))
-        .args(["--node-address", "127.0.0.1", "--port", &port.to_string()])
+        .args(["--node-address", LONE_NODE, "--port", &port.to_string()])
         .arg("--socket")
         .arg(socket)
         .stdin(Stdio::null())
@@ -51,12 +57,13 @@ fn run_with_socket(dir: &Scratch, socket: &Path) -> (Option<ExitStatus>, String)
 fn a_socket_path_that_is_not_a_stale_socket_is_never_removed() {
     let dir = Scratch::new("socket-path");
     let nodes = dir.0.join("nodes");
-    write(&nodes, "127.0.0.1\n");
+    let nodes_text = format!("{LONE_NODE}\n");
+    write(&nodes, &nodes_text);
 
     // A regular file holding data, and the nodes file itself.
     let data = dir.0.join("data");
     write(&data, "precious data\n");
-    for (path, content) in [(&data, "precious data\n"), (&nodes, "127.0.0.1\n")] {
+    for (path, content) in [(&data, "precious data\n"), (&nodes, nodes_text.as_str())] {
         let (status, stderr) = run_with_socket(&dir, path);
         assert_eq!(
             std::fs::read_to_string(path).ok().as_deref(),
