@@ -11,13 +11,6 @@ use std::path::Path;
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-const FAST: &[&str] = &[
-    "--tunable",
-    "KeepaliveInterval=100ms",
-    "--tunable",
-    "KeepaliveLimit=3",
-];
-
 /// The one node of the socket-path tests: an address no other test uses, so that its port
 /// cannot be taken by another test's connections meanwhile.
 const LONE_NODE: &str = "127.0.0.77";
@@ -121,12 +114,14 @@ fn a_socket_path_that_is_not_a_stale_socket_is_never_removed() {
     let mut c = Cluster::new("stale-socket", 1, &[]);
     std::fs::rename(&stale, c.socket(0)).unwrap();
     c.start(0);
-    let answered = wait_for(Duration::from_secs(5), || {
-        c.pharos(0, &["ping"]).status.success()
-    });
     assert!(
-        answered.is_some(),
+        c.answers_within(0, Duration::from_secs(5)),
         "stale socket not replaced\n{}",
+        c.logs()
+    );
+    assert!(
+        c.log(0).contains("removing stale control socket"),
+        "{}",
         c.logs()
     );
 }
@@ -240,15 +235,7 @@ fn ask_and_half_close(socket: &Path, request: &[u8]) -> String {
 fn a_request_ended_by_eof_instead_of_a_newline_is_answered() {
     let mut c = Cluster::new("eof-request", 1, &[]);
     c.start(0);
-    assert!(
-        wait_for(Duration::from_secs(5), || c
-            .pharos(0, &["ping"])
-            .status
-            .success())
-        .is_some(),
-        "{}",
-        c.logs()
-    );
+    assert!(c.answers_within(0, Duration::from_secs(5)), "{}", c.logs());
     let answer = ask_and_half_close(&c.socket(0), b"pnn");
     assert_eq!(answer.trim_end(), r#"{"pnn":0}"#, "answer to `pnn` + EOF");
     let answer = ask_and_half_close(&c.socket(0), b"status");

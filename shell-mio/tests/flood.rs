@@ -16,23 +16,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-const FAST: &[&str] = &[
-    "--tunable",
-    "KeepaliveInterval=100ms",
-    "--tunable",
-    "KeepaliveLimit=3",
-];
-
 /// How long the flood lasts.
 const FLOOD: Duration = Duration::from_secs(4);
-
-fn connect_from(local: &str, to: SocketAddr) -> TcpStream {
-    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    s.bind(&format!("{local}:0").parse::<SocketAddr>().unwrap().into())
-        .unwrap();
-    s.connect(&to.into()).unwrap();
-    s.into()
-}
 
 /// A Hello from PNN 1 to PNN 0, then `count` keepalives (40 bytes each), as one buffer.
 fn frames(count: usize) -> Vec<u8> {
@@ -192,15 +177,7 @@ fn unacked(s: &TcpStream) -> i32 {
 fn a_burst_beyond_the_read_budget_is_read_to_its_end() {
     let mut c = Cluster::new("burst", 2, &[]);
     c.start(0);
-    assert!(
-        wait_for(Duration::from_secs(5), || c
-            .pharos(0, &["ping"])
-            .status
-            .success())
-        .is_some(),
-        "{}",
-        c.logs()
-    );
+    assert!(c.answers_within(0, Duration::from_secs(5)), "{}", c.logs());
     let target: SocketAddr = format!("127.0.0.1:{}", c.port).parse().unwrap();
     let mut fake = connect_from("127.0.0.2", target);
 

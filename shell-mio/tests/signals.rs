@@ -9,13 +9,6 @@ use std::io::Write;
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
-const FAST: &[&str] = &[
-    "--tunable",
-    "KeepaliveInterval=100ms",
-    "--tunable",
-    "KeepaliveLimit=3",
-];
-
 /// After a signal: still running, still answering, still seeing both peers.
 fn still_serving(c: &mut Cluster, what: &str) {
     assert!(c.running(0), "{what} killed pharosd\n{}", c.logs());

@@ -11,6 +11,24 @@ use std::time::{Duration, Instant};
 pub const PHAROSD: &str = env!("CARGO_BIN_EXE_pharosd");
 pub const PHAROS: &str = env!("CARGO_BIN_EXE_pharos");
 
+/// Fast failure detection: keepalives every 100 ms, dead after 3 silent intervals.
+pub const FAST: &[&str] = &[
+    "--tunable",
+    "KeepaliveInterval=100ms",
+    "--tunable",
+    "KeepaliveLimit=3",
+];
+
+/// A blocking TCP connection to `to` from `local` (port 0), as a peer at that address would
+/// open it.
+pub fn connect_from(local: &str, to: std::net::SocketAddr) -> std::net::TcpStream {
+    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    s.bind(&format!("{local}:0").parse::<SocketAddr>().unwrap().into())
+        .unwrap();
+    s.connect(&to.into()).unwrap();
+    s.into()
+}
+
 /// A port free on 127.0.0.1 to 127.0.0.n.
 pub fn free_port(n: u8) -> u16 {
     for _ in 0..100 {
@@ -189,6 +207,11 @@ impl Cluster {
                 .map(|f| f.as_str().unwrap_or("").to_string())
                 .collect(),
         )
+    }
+
+    /// Polls until node `i` answers `pharos ping` (at most `limit`); `false` if it never did.
+    pub fn answers_within(&self, i: usize, limit: Duration) -> bool {
+        wait_for(limit, || self.pharos(i, &["ping"]).status.success()).is_some()
     }
 
     pub fn all_ok(&self, nodes: &[usize]) -> bool {
