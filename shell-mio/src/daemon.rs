@@ -2,22 +2,29 @@
 //!
 //! The loop only moves bytes and translates: socket readiness becomes core events, core
 //! actions become socket operations. Every protocol decision is the core's.
+//!
+//! No source may hold the loop: a peer connection is read for at most [`READ_BUDGET`] bytes
+//! and a listener accepts at most [`ACCEPT_BUDGET`] connections per turn. What is left is
+//! served next turn, which then polls without waiting (mio is edge-triggered: no new readiness
+//! would announce bytes that are already there). Control clients are bounded in number (by
+//! the descriptor limit) and in time ([`CLIENT_TIMEOUT`]).
 
 use crate::config::Settings;
+use crate::control_socket::ControlSocket;
+use crate::descriptors::{self, BurstLog, Spare};
 use crate::lock::ClusterLock;
-use crate::netio::{ClientConn, PeerConn, ReadOutcome};
-use mio::net::{TcpListener, UnixListener};
+use crate::netio::{last_word, ClientConn, ClientRead, PeerConn, ReadOutcome, CLIENT_TIMEOUT};
+use mio::net::{TcpListener, UnixStream};
 use mio::{Events, Interest, Poll, Token};
 use pharos_core::control::{Request, Response};
 use pharos_core::{
     Action, ClientId, ConnId, Event, Instant, Link, LockResult, Node, NodeConfig, Pnn,
 };
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1, SIGUSR2};
 use signal_hook_mio::v1_0::Signals;
 use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 const LISTENER: Token = Token(0);
@@ -28,6 +35,44 @@ const PEER_BASE: usize = 1 << 10;
 const CLIENT_BASE: usize = 1 << 30;
 /// Readiness events handled per turn.
 const EVENTS: usize = 256;
+/// Bytes read from one peer connection per turn: one maximal frame, or 1,638 keepalives. A
+/// peer that sends more waits for the next turn, after every other source had its turn.
+pub const READ_BUDGET: usize = 64 * 1024;
+/// Connections accepted from one listener per turn.
+pub const ACCEPT_BUDGET: usize = 64;
+
+/// What a signal means to the loop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum SignalEvent {
+    /// SIGTERM, SIGINT: close everything, remove the socket, exit 0.
+    Shutdown,
+    /// SIGHUP: re-read what can be re-read.
+    Reload,
+    /// SIGUSR1, SIGUSR2: logged, nothing else.
+    Ignore,
+}
+
+/// The signals pharosd handles (SIGPIPE is ignored outright by `pharosd`'s `main`).
+const SIGNALS_HANDLED: [i32; 5] = [SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGUSR2];
+
+fn signal_event(sig: i32) -> SignalEvent {
+    match sig {
+        SIGTERM | SIGINT => SignalEvent::Shutdown,
+        SIGHUP => SignalEvent::Reload,
+        _ => SignalEvent::Ignore,
+    }
+}
+
+fn signal_name(sig: i32) -> &'static str {
+    match sig {
+        SIGTERM => "SIGTERM",
+        SIGINT => "SIGINT",
+        SIGHUP => "SIGHUP",
+        SIGUSR1 => "SIGUSR1",
+        SIGUSR2 => "SIGUSR2",
+        _ => "a signal",
+    }
+}
 
 /// A running daemon: sockets bound, node created.
 pub struct Daemon {
@@ -35,15 +80,29 @@ pub struct Daemon {
     node: Node,
     origin: std::time::Instant,
     listener: TcpListener,
-    control: UnixListener,
-    socket_path: PathBuf,
+    control: ControlSocket,
     signals: Signals,
     peers: Vec<Option<PeerConn>>,
     free_peers: Vec<usize>,
     out_slot: Vec<Option<usize>>,
     in_slot: HashMap<ConnId, usize>,
+    /// Peer connections (slot, serial) left with unread bytes, to be read next turn; and the
+    /// previous turn's list while it is served (two vectors swapped: no allocation).
+    backlog: Vec<(usize, u64)>,
+    retry: Vec<(usize, u64)>,
+    /// A listener that may have connections waiting after its accept budget ran out.
+    listener_pending: bool,
+    control_pending: bool,
     clients: Vec<Option<ClientConn>>,
     free_clients: Vec<usize>,
+    /// Open control clients, and how many may be (from the descriptor limit).
+    client_count: usize,
+    client_limit: usize,
+    /// Given up when descriptors run out, to accept-and-close what cannot be served.
+    spare: Spare,
+    /// Recurring warnings: out of descriptors; client table full.
+    shortage: BurstLog,
+    crowding: BurstLog,
     /// Connects that failed synchronously, reported after the current drain.
     failed_connects: VecDeque<Pnn>,
     /// The cluster lock, and its answers waiting to be fed to the core.
@@ -84,38 +143,19 @@ fn bind_cluster(s: &Settings) -> Result<(Pnn, TcpListener), String> {
     ))
 }
 
-/// Binds the control socket with mode 0600, refusing to steal one a live daemon uses.
-fn bind_control(path: &Path) -> Result<UnixListener, String> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    }
-    if path.exists() {
-        if std::os::unix::net::UnixStream::connect(path).is_ok() {
-            return Err(format!("another pharosd is running on {}", path.display()));
-        }
-        std::fs::remove_file(path)
-            .map_err(|e| format!("cannot remove stale {}: {e}", path.display()))?;
-    }
-    // SAFETY: umask only changes this process's file-creation mask; it is restored at once and
-    // the daemon is single-threaded here, so no other file creation can observe it.
-    let old = unsafe { libc::umask(0o177) };
-    let bound = UnixListener::bind(path);
-    // SAFETY: as above.
-    unsafe { libc::umask(old) };
-    bound.map_err(|e| format!("cannot bind control socket {}: {e}", path.display()))
-}
-
 impl Daemon {
     /// Binds everything and creates the node. Errors are one line, ready to print.
     pub fn new(settings: &Settings) -> Result<Daemon, String> {
+        // Everything that can be refused is checked before anything is bound.
+        let lock = ClusterLock::from_spec(&settings.cluster_lock)?;
         let (pnn, mut listener) = bind_cluster(settings)?;
-        let mut control = bind_control(&settings.socket)?;
+        // From here on, an error drops `control`, which removes the socket file again.
+        let mut control = ControlSocket::bind(&settings.socket)?;
         let poll = Poll::new().map_err(|e| format!("epoll: {e}"))?;
-        let mut signals = Signals::new([SIGTERM, SIGINT]).map_err(|e| format!("signals: {e}"))?;
+        let mut signals = Signals::new(SIGNALS_HANDLED).map_err(|e| format!("signals: {e}"))?;
         let reg = poll.registry();
         reg.register(&mut listener, LISTENER, Interest::READABLE)
-            .and_then(|_| reg.register(&mut control, CONTROL, Interest::READABLE))
+            .and_then(|_| reg.register(&mut control.listener, CONTROL, Interest::READABLE))
             .and_then(|_| reg.register(&mut signals, SIGNALS, Interest::READABLE))
             .map_err(|e| format!("epoll register: {e}"))?;
         // The election's "longest running": wall-clock start in ms, comparable across nodes
@@ -138,6 +178,8 @@ impl Daemon {
             .map_or(0, |d| d.as_nanos() as u64)
             ^ ((std::process::id() as u64) << 32);
         let n = settings.nodes.len();
+        let nofile = descriptors::nofile_limit();
+        let client_limit = descriptors::control_client_limit(nofile);
         log::info!(
             "pnn {pnn} listening on {} port {}, control socket {}",
             settings
@@ -148,6 +190,11 @@ impl Daemon {
             settings.port,
             settings.socket.display()
         );
+        log::info!(
+            "descriptor limit {nofile}: at most {client_limit} control clients at once, \
+             {} s each",
+            CLIENT_TIMEOUT.as_secs()
+        );
         let node = Node::new(config, seed, Instant::from_std(origin, origin));
         let mut d = Daemon {
             poll,
@@ -155,16 +202,24 @@ impl Daemon {
             origin,
             listener,
             control,
-            socket_path: settings.socket.clone(),
             signals,
             peers: Vec::with_capacity(2 * n),
             free_peers: Vec::with_capacity(2 * n),
             out_slot: vec![None; n],
             in_slot: HashMap::with_capacity(2 * n),
+            backlog: Vec::with_capacity(2 * n),
+            retry: Vec::with_capacity(2 * n),
+            listener_pending: false,
+            control_pending: false,
             clients: Vec::new(),
             free_clients: Vec::new(),
+            client_count: 0,
+            client_limit,
+            spare: Spare::open(),
+            shortage: BurstLog::default(),
+            crowding: BurstLog::default(),
             failed_connects: VecDeque::with_capacity(n),
-            lock: ClusterLock::from_spec(&settings.cluster_lock)?,
+            lock,
             lock_results: VecDeque::new(),
             next_serial: 1,
             events: Events::with_capacity(EVENTS),
@@ -202,8 +257,9 @@ impl Daemon {
         Ok(())
     }
 
-    /// One turn of the loop: wait for readiness (at most until the core's deadline, and at most
-    /// `max_wait` if given), handle it, then let time pass in the core. Returns `false` once a
+    /// One turn of the loop: wait for readiness (at most until the core's deadline or a control
+    /// client's, at most `max_wait` if given, and not at all while a source has work left from
+    /// the previous turn), handle it, then let time pass in the core. Returns `false` once a
     /// shutdown signal was handled. Allocation-free in the steady state (tested).
     pub fn run_once(&mut self, max_wait: Option<Duration>) -> io::Result<bool> {
         let now = self.now();
@@ -211,8 +267,14 @@ impl Daemon {
             .node
             .poll_timeout()
             .map(|t| t.saturating_duration_since(now));
+        if let Some(c) = self.expire_clients() {
+            timeout = Some(timeout.map_or(c, |t| t.min(c)));
+        }
         if let Some(m) = max_wait {
             timeout = Some(timeout.map_or(m, |t| t.min(m)));
+        }
+        if !self.backlog.is_empty() || self.listener_pending || self.control_pending {
+            timeout = Some(Duration::ZERO);
         }
         if let Err(e) = self.poll.poll(&mut self.events, timeout) {
             if e.kind() == io::ErrorKind::Interrupted {
@@ -229,14 +291,25 @@ impl Daemon {
                 ev.is_readable() || ev.is_read_closed(),
             ));
         }
+        // Last turn's leftovers are served after this turn's readiness (fresh sources first).
+        std::mem::swap(&mut self.backlog, &mut self.retry);
+        for i in 0..self.retry.len() {
+            let (slot, serial) = self.retry[i];
+            if let Some(c) = self.peers.get_mut(slot).and_then(Option::as_mut) {
+                if c.serial == serial {
+                    c.backlogged = false;
+                }
+            }
+        }
+        let mut accept_peers = std::mem::take(&mut self.listener_pending);
+        let mut accept_clients = std::mem::take(&mut self.control_pending);
         for i in 0..self.ready.len() {
             let (token, writable, readable) = self.ready[i];
             match token {
-                LISTENER => self.accept_peers(),
-                CONTROL => self.accept_clients(),
+                LISTENER => accept_peers = true,
+                CONTROL => accept_clients = true,
                 SIGNALS => {
-                    if let Some(sig) = self.signals.pending().next() {
-                        log::info!("signal {sig}: shutting down");
+                    if self.handle_signals() == Some(SignalEvent::Shutdown) {
                         self.shutdown();
                         return Ok(false);
                     }
@@ -246,19 +319,67 @@ impl Daemon {
                 Token(_) => {}
             }
         }
+        if accept_peers {
+            self.accept_peers();
+        }
+        if accept_clients {
+            self.accept_clients();
+        }
+        for i in 0..self.retry.len() {
+            let (slot, serial) = self.retry[i];
+            // Skip a connection that went, or that this turn's readiness served to its budget.
+            let due = self
+                .peers
+                .get(slot)
+                .and_then(Option::as_ref)
+                .is_some_and(|c| c.serial == serial && !c.backlogged && !c.connecting);
+            if due {
+                self.read_peer(slot);
+            }
+        }
+        self.retry.clear();
         // Reads first, then time: a node that was itself stopped sees its peers' frames
         // before it counts their silence.
         self.feed(Event::Timeout);
         Ok(true)
     }
 
+    /// Handles every pending signal; returns the strongest meaning among them.
+    fn handle_signals(&mut self) -> Option<SignalEvent> {
+        let (mut shutdown, mut reload) = (None, false);
+        for sig in self.signals.pending() {
+            match signal_event(sig) {
+                SignalEvent::Shutdown => shutdown = Some(sig),
+                SignalEvent::Reload => reload = true,
+                SignalEvent::Ignore => log::info!(
+                    "received {}: pharosd has no use for it, carrying on",
+                    signal_name(sig)
+                ),
+            }
+        }
+        if reload {
+            self.reload();
+        }
+        if let Some(sig) = shutdown {
+            log::info!("received {}: shutting down", signal_name(sig));
+            return Some(SignalEvent::Shutdown);
+        }
+        reload.then_some(SignalEvent::Reload)
+    }
+
+    /// SIGHUP: re-reads what may change while running. Nothing can yet: the nodes file needs
+    /// `reloadnodes`, and the public addresses file will be re-read here once the daemon
+    /// hosts addresses (`reloadips`, issue 11).
+    fn reload(&mut self) {
+        log::info!("received SIGHUP: nothing to re-read yet, carrying on");
+    }
+
     fn shutdown(&mut self) {
         // Dropping the sockets closes them: peers see EOF and mark us dead at once.
         self.peers.clear();
         self.clients.clear();
-        if let Err(e) = std::fs::remove_file(&self.socket_path) {
-            log::warn!("cannot remove {}: {e}", self.socket_path.display());
-        }
+        self.client_count = 0;
+        self.control.remove();
     }
 
     // --- peer connections ---
@@ -304,8 +425,9 @@ impl Daemon {
         }
     }
 
+    /// Accepts up to [`ACCEPT_BUDGET`] cluster connections.
     fn accept_peers(&mut self) {
-        loop {
+        for _ in 0..ACCEPT_BUDGET {
             match self.listener.accept() {
                 Ok((stream, addr)) => {
                     let _ = stream.set_nodelay(true);
@@ -324,14 +446,26 @@ impl Daemon {
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if is_retryable(&e) => continue,
+                Err(e) if descriptors::is_exhaustion(&e) => {
+                    self.out_of_descriptors("cluster accept", &e);
+                    if self.evict_idle_client("the daemon is out of descriptors") {
+                        continue;
+                    }
+                    // Nothing to give up: refuse the connection rather than leave it queued.
+                    let listener = &self.listener;
+                    match self.spare.without(|| listener.accept()) {
+                        Some(Ok(_refused)) => continue,
+                        _ => return,
+                    }
+                }
                 Err(e) => {
-                    // EMFILE and friends: log, and try again at the next readiness.
                     log::warn!("accept: {e}");
                     return;
                 }
             }
         }
+        self.listener_pending = true;
     }
 
     fn connect(&mut self, peer: Pnn, addr: SocketAddr, local: IpAddr) {
@@ -386,13 +520,29 @@ impl Daemon {
         }
     }
 
+    /// Reads and handles what the connection has, up to [`READ_BUDGET`] bytes; a connection
+    /// with more is put on the backlog for the next turn.
     fn read_peer(&mut self, slot: usize) {
+        let mut budget = READ_BUDGET;
         loop {
             let Some(conn) = self.peers.get_mut(slot).and_then(Option::as_mut) else {
                 return;
             };
-            match conn.read() {
-                ReadOutcome::Data => self.process_frames(slot),
+            let serial = conn.serial;
+            match conn.read(budget) {
+                ReadOutcome::Data(n) => {
+                    self.process_frames(slot);
+                    budget = budget.saturating_sub(n);
+                    if budget == 0 {
+                        if let Some(c) = self.peers.get_mut(slot).and_then(Option::as_mut) {
+                            if c.serial == serial {
+                                c.backlogged = true;
+                                self.backlog.push((slot, serial));
+                            }
+                        }
+                        return;
+                    }
+                }
                 ReadOutcome::WouldBlock => return,
                 ReadOutcome::Closed => {
                     self.peer_gone(slot);
@@ -547,44 +697,143 @@ impl Daemon {
 
     // --- control clients ---
 
+    /// Accepts up to [`ACCEPT_BUDGET`] control clients.
     fn accept_clients(&mut self) {
-        loop {
-            match self.control.accept() {
-                Ok((mut stream, _)) => {
-                    let slot = self.free_clients.pop().unwrap_or_else(|| {
-                        self.clients.push(None);
-                        self.clients.len() - 1
-                    });
-                    let token = Token(CLIENT_BASE + slot);
-                    if let Err(e) =
-                        self.poll
-                            .registry()
-                            .register(&mut stream, token, Interest::READABLE)
-                    {
-                        log::warn!("control client: {e}");
-                        self.free_clients.push(slot);
+        for _ in 0..ACCEPT_BUDGET {
+            match self.control.listener.accept() {
+                Ok((stream, _)) => self.add_client(stream),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if is_retryable(&e) => continue,
+                Err(e) if descriptors::is_exhaustion(&e) => {
+                    self.out_of_descriptors("control accept", &e);
+                    if self.evict_idle_client("the daemon is out of descriptors") {
                         continue;
                     }
-                    // The id carries a serial so a late reply never reaches a reused slot.
-                    let id = ClientId((self.next_serial << 24) | slot as u64);
-                    self.next_serial += 1;
-                    self.clients[slot] = Some(ClientConn::new(stream, id));
+                    let listener = &self.control.listener;
+                    match self.spare.without(|| listener.accept()) {
+                        Some(Ok((mut refused, _))) => {
+                            last_word(&mut refused, "pharosd is out of file descriptors")
+                        }
+                        _ => return,
+                    }
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
                     log::warn!("control accept: {e}");
                     return;
                 }
             }
         }
+        self.control_pending = true;
     }
 
-    fn remove_client(&mut self, slot: usize) {
-        if let Some(mut c) = self.clients.get_mut(slot).and_then(Option::take) {
-            let _ = self.poll.registry().deregister(&mut c.stream);
-            self.free_clients.push(slot);
+    /// Warns (once per burst) that `what` failed for lack of descriptors.
+    fn out_of_descriptors(&mut self, what: &str, e: &io::Error) {
+        if let Some(more) = self.shortage.occurred(std::time::Instant::now()) {
+            log::warn!(
+                "{what}: {e} (descriptor limit {}): closing idle control clients, refusing \
+                 connections that do not fit{}",
+                descriptors::nofile_limit(),
+                descriptors::more_since(more)
+            );
         }
+    }
+
+    fn add_client(&mut self, mut stream: UnixStream) {
+        if self.client_count >= self.client_limit {
+            if let Some(more) = self.crowding.occurred(std::time::Instant::now()) {
+                log::warn!(
+                    "{} control clients open (the limit): closing the oldest idle one for each \
+                     new one{}",
+                    self.client_limit,
+                    descriptors::more_since(more)
+                );
+            }
+        }
+        if self.client_count >= self.client_limit
+            && !self.evict_idle_client("too many control clients")
+        {
+            // Every client has its request in and waits for its answer: refuse this one.
+            let busy = format!("busy: {} control clients already", self.client_limit);
+            last_word(&mut stream, &busy);
+            return;
+        }
+        let slot = self.free_clients.pop().unwrap_or_else(|| {
+            self.clients.push(None);
+            self.clients.len() - 1
+        });
+        let token = Token(CLIENT_BASE + slot);
+        if let Err(e) = self
+            .poll
+            .registry()
+            .register(&mut stream, token, Interest::READABLE)
+        {
+            log::warn!("control client: {e}");
+            self.free_clients.push(slot);
+            return;
+        }
+        // The id carries a serial so a late reply never reaches a reused slot.
+        let id = ClientId((self.next_serial << 24) | slot as u64);
+        self.next_serial += 1;
+        let now = std::time::Instant::now();
+        self.clients[slot] = Some(ClientConn::new(stream, id, now));
+        self.client_count += 1;
+        // The request is usually there already (the CLI writes as soon as it is connected).
+        self.client_ready(slot);
+    }
+
+    /// Closes the oldest client that has not sent its request yet, to make room; `false` if
+    /// every client has (those are answered at once and leave by themselves).
+    fn evict_idle_client(&mut self, why: &str) -> bool {
+        let oldest = self
+            .clients
+            .iter()
+            .enumerate()
+            .filter_map(|(slot, c)| {
+                c.as_ref()
+                    .filter(|c| !c.replied())
+                    .map(|c| (c.deadline, slot))
+            })
+            .min();
+        let Some((_, slot)) = oldest else {
+            return false;
+        };
+        if let Some(c) = self.remove_client(slot) {
+            log::debug!("closing idle control client: {why}");
+            c.close_with(&format!("closed: {why}"));
+        }
+        true
+    }
+
+    /// Closes the clients whose time is up; returns how long until the next one's is.
+    fn expire_clients(&mut self) -> Option<Duration> {
+        if self.client_count == 0 {
+            return None;
+        }
+        let now = std::time::Instant::now();
+        let mut next: Option<std::time::Instant> = None;
+        for slot in 0..self.clients.len() {
+            let Some(deadline) = self.clients[slot].as_ref().map(|c| c.deadline) else {
+                continue;
+            };
+            if deadline > now {
+                next = Some(next.map_or(deadline, |n| n.min(deadline)));
+                continue;
+            }
+            if let Some(c) = self.remove_client(slot) {
+                log::debug!("control client timed out");
+                let timeout = CLIENT_TIMEOUT.as_secs();
+                c.close_with(&format!("no complete request within {timeout} s"));
+            }
+        }
+        next.map(|n| n.saturating_duration_since(now))
+    }
+
+    fn remove_client(&mut self, slot: usize) -> Option<ClientConn> {
+        let mut c = self.clients.get_mut(slot).and_then(Option::take)?;
+        let _ = self.poll.registry().deregister(&mut c.stream);
+        self.free_clients.push(slot);
+        self.client_count -= 1;
+        Some(c)
     }
 
     fn client_ready(&mut self, slot: usize) {
@@ -595,24 +844,18 @@ impl Daemon {
             self.flush_client(slot);
             return;
         }
-        match client.read_line() {
-            Ok(None) => {}
-            Ok(Some(line)) => {
-                let id = client.id;
-                match Request::parse(&line) {
-                    Ok(request) => self.feed(Event::Control {
-                        client: id,
-                        request,
-                    }),
-                    Err(e) => self.reply(id, &Response::Error(e.to_string())),
-                }
-            }
-            Err(e) if e.kind() == io::ErrorKind::InvalidData => {
-                let id = client.id;
-                self.reply(id, &Response::Error(e.to_string()));
-            }
-            Err(e) => {
-                log::debug!("control client: {e}");
+        let id = client.id;
+        match client.read_request() {
+            ClientRead::Pending => {}
+            ClientRead::Line(line) => match Request::parse(&line) {
+                Ok(request) => self.feed(Event::Control {
+                    client: id,
+                    request,
+                }),
+                Err(e) => self.reply(id, &Response::Error(e.to_string())),
+            },
+            ClientRead::Bad(e) => self.reply(id, &Response::Error(e.to_string())),
+            ClientRead::Gone => {
                 self.remove_client(slot);
             }
         }
@@ -644,7 +887,14 @@ impl Daemon {
         match c.flush() {
             Ok(true) => {}
             // Done, or the client went away: either way it is finished.
-            Ok(false) | Err(_) => self.remove_client(slot),
+            Ok(false) | Err(_) => {
+                self.remove_client(slot);
+            }
         }
     }
+}
+
+/// Errors after which accepting again makes sense at once (the next connection is fine).
+fn is_retryable(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::Interrupted || e.kind() == io::ErrorKind::ConnectionAborted
 }

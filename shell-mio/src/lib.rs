@@ -3,7 +3,10 @@
 
 pub mod cli;
 pub mod config;
+pub mod control_socket;
 pub mod daemon;
+pub mod descriptors;
 pub mod ipalloc_case;
+pub mod line;
 pub mod lock;
 pub mod netio;

@@ -1,19 +1,24 @@
 //! Per-connection buffers and socket helpers for the event loop. Buffers are allocated when a
 //! connection opens and reused for its whole life: the steady state does not allocate.
 
+use crate::line::{LineError, LineFramer};
 use mio::net::{TcpStream, UnixStream};
 use mio::Interest;
-use pharos_core::control::MAX_REQUEST_LEN;
+use pharos_core::control::{Response, MAX_REQUEST_LEN};
 use pharos_core::wire::MAX_FRAME_LEN;
 use pharos_core::{ClientId, Link};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
 
 /// Initial read buffer size; it grows (up to a maximal frame) only for larger frames.
 const INITIAL_READ: usize = 16 * 1024;
 /// Unsent bytes beyond which a peer is considered stuck and its connection is closed.
 pub const MAX_PENDING_WRITE: usize = 4 * 1024 * 1024;
+/// A control client must send its request and read the answer within this time of being
+/// accepted; an idle or slow one is closed (with an error line, if it can take one).
+pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Opens a non-blocking TCP connection to `to` from our node address `from` (so the peer
 /// recognises us by source address, as CTDB does).
@@ -54,8 +59,8 @@ impl ReadBuffer {
 
 /// How a read went.
 pub enum ReadOutcome {
-    /// New bytes are in the buffer.
-    Data,
+    /// This many new bytes are in the buffer.
+    Data(usize),
     /// Nothing more for now.
     WouldBlock,
     /// EOF or an error: the connection is over.
@@ -74,6 +79,9 @@ pub struct PeerConn {
     pub serial: u64,
     /// Current registration.
     pub interest: Interest,
+    /// Left with unread bytes when its read budget for the turn ran out: the loop reads it
+    /// again next turn without waiting for new readiness (mio is edge-triggered).
+    pub backlogged: bool,
     rbuf: ReadBuffer,
     wbuf: Vec<u8>,
     wpos: usize,
@@ -92,6 +100,7 @@ impl PeerConn {
             } else {
                 Interest::READABLE
             },
+            backlogged: false,
             rbuf: ReadBuffer {
                 buf: vec![0; INITIAL_READ],
                 filled: 0,
@@ -117,8 +126,9 @@ impl PeerConn {
         }
     }
 
-    /// Reads what the socket has, growing the buffer only if a frame needs more room.
-    pub fn read(&mut self) -> ReadOutcome {
+    /// Reads at most `limit` bytes (at least 1) of what the socket has, growing the buffer
+    /// only if a frame needs more room.
+    pub fn read(&mut self, limit: usize) -> ReadOutcome {
         let b = &mut self.rbuf;
         if b.filled == b.buf.len() {
             if b.buf.len() >= MAX_FRAME_LEN + 4 {
@@ -129,11 +139,12 @@ impl PeerConn {
             b.buf.resize(new_len, 0);
         }
         loop {
-            match self.stream.read(&mut b.buf[b.filled..]) {
+            let end = b.buf.len().min(b.filled + limit.max(1));
+            match self.stream.read(&mut b.buf[b.filled..end]) {
                 Ok(0) => return ReadOutcome::Closed,
                 Ok(n) => {
                     b.filled += n;
-                    return ReadOutcome::Data;
+                    return ReadOutcome::Data(n);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return ReadOutcome::WouldBlock,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -186,23 +197,38 @@ impl PeerConn {
     }
 }
 
+/// What a control client has sent so far.
+pub enum ClientRead {
+    /// Not a whole request yet.
+    Pending,
+    /// The request line (ended by a newline, or by the client's half-close).
+    Line(String),
+    /// Bytes that cannot be a request: answer with this error.
+    Bad(LineError),
+    /// The client left without a request, or the socket failed.
+    Gone,
+}
+
 /// One control-socket client: one request line in, one JSON line out, then closed.
 pub struct ClientConn {
     /// The socket.
     pub stream: UnixStream,
     /// The core's name for it.
     pub id: ClientId,
-    rbuf: Vec<u8>,
+    /// By when the request must be in and the answer out ([`CLIENT_TIMEOUT`] after accept).
+    pub deadline: Instant,
+    request: LineFramer,
     reply: Option<(Vec<u8>, usize)>,
 }
 
 impl ClientConn {
-    /// Wraps an accepted client.
-    pub fn new(stream: UnixStream, id: ClientId) -> Self {
+    /// Wraps a client accepted at `now`.
+    pub fn new(stream: UnixStream, id: ClientId, now: Instant) -> Self {
         ClientConn {
             stream,
             id,
-            rbuf: Vec::with_capacity(256),
+            deadline: now + CLIENT_TIMEOUT,
+            request: LineFramer::new(MAX_REQUEST_LEN),
             reply: None,
         }
     }
@@ -212,31 +238,26 @@ impl ClientConn {
         self.reply.is_some()
     }
 
-    /// Reads until a whole line is there. `Ok(None)`: not yet; `Err`: the client is gone or
-    /// misbehaving (too long without a newline, not UTF-8).
-    pub fn read_line(&mut self) -> io::Result<Option<String>> {
+    /// Reads what the client sent, until a whole request line is there or the socket is empty.
+    pub fn read_request(&mut self) -> ClientRead {
         let mut chunk = [0u8; 512];
         loop {
-            match self.stream.read(&mut chunk) {
-                Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
-                Ok(n) => {
-                    self.rbuf.extend_from_slice(&chunk[..n]);
-                    if let Some(pos) = self.rbuf.iter().position(|&b| b == b'\n') {
-                        let line = String::from_utf8(self.rbuf[..pos].to_vec()).map_err(|_| {
-                            io::Error::new(io::ErrorKind::InvalidData, "request is not UTF-8")
-                        })?;
-                        return Ok(Some(line));
-                    }
-                    if self.rbuf.len() > MAX_REQUEST_LEN {
-                        return Err(io::Error::new(
-                            io::ErrorKind::InvalidData,
-                            "request too long",
-                        ));
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+            let framed = match self.stream.read(&mut chunk) {
+                Ok(0) => self.request.finish().map(|l| l.map(str::to_string)),
+                Ok(n) => self
+                    .request
+                    .push(&chunk[..n])
+                    .map(|l| l.map(str::to_string)),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return ClientRead::Pending,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
+                Err(_) => return ClientRead::Gone,
+            };
+            match framed {
+                Ok(Some(line)) => return ClientRead::Line(line),
+                Err(e) => return ClientRead::Bad(e),
+                // End of input with nothing (more) to answer.
+                Ok(None) if self.request.is_done() => return ClientRead::Gone,
+                Ok(None) => {}
             }
         }
     }
@@ -248,6 +269,13 @@ impl ClientConn {
         self.reply = Some((bytes, 0));
     }
 
+    /// Closes the connection with an error line (a timeout, no room), unless a reply was
+    /// already (partly) written.
+    pub fn close_with(mut self, error: &str) {
+        if self.reply.is_none() {
+            last_word(&mut self.stream, error);
+        }
+    }
     /// Writes the reply. `Ok(true)`: more to write; `Ok(false)`: done.
     pub fn flush(&mut self) -> io::Result<bool> {
         let Some((bytes, pos)) = self.reply.as_mut() else {
@@ -264,4 +292,11 @@ impl ClientConn {
         }
         Ok(false)
     }
+}
+
+/// Writes `error` as the protocol's error line to a client about to be dropped, if the socket
+/// takes it at once (never blocks; a fresh connection's buffer is empty, so it usually does).
+pub fn last_word(stream: &mut UnixStream, error: &str) {
+    let line = format!("{}\n", Response::Error(error.to_string()).to_json());
+    let _ = stream.write(line.as_bytes());
 }

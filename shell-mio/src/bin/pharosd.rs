@@ -44,6 +44,11 @@ struct Args {
 }
 
 fn main() {
+    // A client or peer that goes away mid-write must cost an EPIPE, never the daemon. (Rust
+    // binaries start with SIGPIPE ignored today; say so here rather than rely on it.)
+    // SAFETY: setting a signal's disposition to SIG_IGN installs no handler code; nothing else
+    // runs yet.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
     let args = Args::parse();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
         .format(|buf, record| {

@@ -11,6 +11,24 @@ use std::time::{Duration, Instant};
 pub const PHAROSD: &str = env!("CARGO_BIN_EXE_pharosd");
 pub const PHAROS: &str = env!("CARGO_BIN_EXE_pharos");
 
+/// Fast failure detection: keepalives every 100 ms, dead after 3 silent intervals.
+pub const FAST: &[&str] = &[
+    "--tunable",
+    "KeepaliveInterval=100ms",
+    "--tunable",
+    "KeepaliveLimit=3",
+];
+
+/// A blocking TCP connection to `to` from `local` (port 0), as a peer at that address would
+/// open it.
+pub fn connect_from(local: &str, to: std::net::SocketAddr) -> std::net::TcpStream {
+    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    s.bind(&format!("{local}:0").parse::<SocketAddr>().unwrap().into())
+        .unwrap();
+    s.connect(&to.into()).unwrap();
+    s.into()
+}
+
 /// A port free on 127.0.0.1 to 127.0.0.n.
 pub fn free_port(n: u8) -> u16 {
     for _ in 0..100 {
@@ -78,12 +96,38 @@ impl Cluster {
 
     /// Starts process slot `i` as PNN `pnn`, or with automatic bind when `pnn` is `None`.
     pub fn start_with(&mut self, i: usize, pnn: Option<usize>) {
+        let cmd = self.pharosd_command(i, pnn, None);
+        self.spawn(i, cmd);
+    }
+
+    /// Starts process slot `i` as PNN `i` under a descriptor limit (`ulimit -n nofile`; the
+    /// shell execs pharosd, so the PID is the daemon's).
+    pub fn start_with_nofile(&mut self, i: usize, nofile: u32) {
+        let cmd = self.pharosd_command(i, Some(i), Some(nofile));
+        self.spawn(i, cmd);
+    }
+
+    fn spawn(&mut self, i: usize, mut cmd: Command) {
+        self.procs[i] = Some(cmd.spawn().expect("spawn pharosd"));
+    }
+
+    /// The command line of process slot `i`, logging to `node{i}.log`.
+    fn pharosd_command(&self, i: usize, pnn: Option<usize>, nofile: Option<u32>) -> Command {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(self.dir.0.join(format!("node{i}.log")))
             .unwrap();
-        let mut cmd = Command::new(PHAROSD);
+        let mut cmd = match nofile {
+            None => Command::new(PHAROSD),
+            Some(n) => {
+                let mut sh = Command::new("sh");
+                sh.arg("-c")
+                    .arg(format!("ulimit -n {n} && exec \"$0\" \"$@\""))
+                    .arg(PHAROSD);
+                sh
+            }
+        };
         cmd.arg("--nodes")
             .arg(self.dir.0.join("nodes"))
             .arg("--port")
@@ -101,7 +145,7 @@ impl Cluster {
         if let Some(p) = pnn {
             cmd.arg("--node-address").arg(format!("127.0.0.{}", p + 1));
         }
-        self.procs[i] = Some(cmd.spawn().expect("spawn pharosd"));
+        cmd
     }
 
     pub fn start_all(&mut self) {
@@ -163,6 +207,11 @@ impl Cluster {
                 .map(|f| f.as_str().unwrap_or("").to_string())
                 .collect(),
         )
+    }
+
+    /// Polls until node `i` answers `pharos ping` (at most `limit`); `false` if it never did.
+    pub fn answers_within(&self, i: usize, limit: Duration) -> bool {
+        wait_for(limit, || self.pharos(i, &["ping"]).status.success()).is_some()
     }
 
     pub fn all_ok(&self, nodes: &[usize]) -> bool {
