@@ -17,12 +17,14 @@ use crate::netio::{last_word, ClientConn, ClientRead, PeerConn, ReadOutcome, CLI
 use mio::net::{TcpListener, UnixStream};
 use mio::{Events, Interest, Poll, Token};
 use pharos_core::control::{Request, Response};
+use pharos_core::drive::{Driver, Feedback, Frames, Host};
+use pharos_core::node::Disconnect;
 use pharos_core::{
-    Action, ClientId, ConnId, Event, Instant, Link, LockResult, Node, NodeConfig, Pnn,
+    Action, ClientId, ConnId, Event, Instant, Link, Node, NodeConfig, Notification, Pnn,
 };
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1, SIGUSR2};
 use signal_hook_mio::v1_0::Signals;
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -74,10 +76,18 @@ fn signal_name(sig: i32) -> &'static str {
     }
 }
 
-/// A running daemon: sockets bound, node created.
+/// A running daemon: sockets bound, node created. The node is fed through the one drive path
+/// ([`Driver`]); [`Io`] is what it acts on.
 pub struct Daemon {
-    poll: Poll,
     node: Node,
+    driver: Driver,
+    io: Io,
+}
+
+/// Everything of the daemon but its node: sockets, clients, the lock. The drive path's
+/// [`Host`]: frames into connection buffers, actions onto sockets, notifications into the log.
+struct Io {
+    poll: Poll,
     origin: std::time::Instant,
     listener: TcpListener,
     control: ControlSocket,
@@ -103,11 +113,10 @@ pub struct Daemon {
     /// Recurring warnings: out of descriptors; client table full.
     shortage: BurstLog,
     crowding: BurstLog,
-    /// Connects that failed synchronously, reported after the current drain.
-    failed_connects: VecDeque<Pnn>,
-    /// The cluster lock, and its answers waiting to be fed to the core.
+    /// The cluster lock.
     lock: ClusterLock,
-    lock_results: VecDeque<LockResult>,
+    /// The node said it is done (after a shutdown).
+    exited: bool,
     next_serial: u64,
     events: Events,
     /// Readiness of the current turn: (token, writable, readable).
@@ -196,9 +205,8 @@ impl Daemon {
             CLIENT_TIMEOUT.as_secs()
         );
         let node = Node::new(config, seed, Instant::from_std(origin, origin));
-        let mut d = Daemon {
+        let io = Io {
             poll,
-            node,
             origin,
             listener,
             control,
@@ -218,14 +226,20 @@ impl Daemon {
             spare: Spare::open(),
             shortage: BurstLog::default(),
             crowding: BurstLog::default(),
-            failed_connects: VecDeque::with_capacity(n),
             lock,
-            lock_results: VecDeque::new(),
+            exited: false,
             next_serial: 1,
             events: Events::with_capacity(EVENTS),
             ready: Vec::with_capacity(EVENTS),
         };
-        d.drain();
+        let mut d = Daemon {
+            node,
+            driver: Driver::new(),
+            io,
+        };
+        let now = d.io.now();
+        d.driver.drain(&mut d.node, now, &mut d.io);
+        d.flush_writes();
         Ok(d)
     }
 
@@ -239,16 +253,27 @@ impl Daemon {
         &self.node
     }
 
-    fn now(&self) -> Instant {
-        Instant::from_std(self.origin, std::time::Instant::now())
-    }
-
+    /// Feeds `event` through the drive path, then writes what it queued.
     fn feed(&mut self, event: Event<'_>) {
-        let now = self.now();
-        if let Err(e) = self.node.handle(now, event) {
+        let now = self.io.now();
+        if let Err(e) = self.driver.drive(&mut self.node, now, event, &mut self.io) {
             log::error!("core refused an event: {e}");
         }
-        self.drain();
+        self.flush_writes();
+    }
+
+    /// Writes what the drive path queued on every outgoing connection.
+    fn flush_writes(&mut self) {
+        for peer in 0..self.io.out_slot.len() {
+            if let Some(slot) = self.io.out_slot[peer] {
+                if self.io.peers[slot]
+                    .as_ref()
+                    .is_some_and(|c| c.has_pending_write())
+                {
+                    self.flush_peer(slot);
+                }
+            }
+        }
     }
 
     /// Runs until SIGTERM or SIGINT, then shuts down cleanly.
@@ -262,49 +287,50 @@ impl Daemon {
     /// the previous turn), handle it, then let time pass in the core. Returns `false` once a
     /// shutdown signal was handled. Allocation-free in the steady state (tested).
     pub fn run_once(&mut self, max_wait: Option<Duration>) -> io::Result<bool> {
-        let now = self.now();
+        let now = self.io.now();
         let mut timeout = self
             .node
             .poll_timeout()
             .map(|t| t.saturating_duration_since(now));
-        if let Some(c) = self.expire_clients() {
+        if let Some(c) = self.io.expire_clients() {
             timeout = Some(timeout.map_or(c, |t| t.min(c)));
         }
         if let Some(m) = max_wait {
             timeout = Some(timeout.map_or(m, |t| t.min(m)));
         }
-        if !self.backlog.is_empty() || self.listener_pending || self.control_pending {
+        let io = &mut self.io;
+        if !io.backlog.is_empty() || io.listener_pending || io.control_pending {
             timeout = Some(Duration::ZERO);
         }
-        if let Err(e) = self.poll.poll(&mut self.events, timeout) {
+        if let Err(e) = io.poll.poll(&mut io.events, timeout) {
             if e.kind() == io::ErrorKind::Interrupted {
                 return Ok(true);
             }
             return Err(e);
         }
         // Copy the readiness out (into reused storage) so handlers may borrow `self`.
-        self.ready.clear();
-        for ev in self.events.iter() {
-            self.ready.push((
+        io.ready.clear();
+        for ev in io.events.iter() {
+            io.ready.push((
                 ev.token(),
                 ev.is_writable(),
                 ev.is_readable() || ev.is_read_closed(),
             ));
         }
         // Last turn's leftovers are served after this turn's readiness (fresh sources first).
-        std::mem::swap(&mut self.backlog, &mut self.retry);
-        for i in 0..self.retry.len() {
-            let (slot, serial) = self.retry[i];
-            if let Some(c) = self.peers.get_mut(slot).and_then(Option::as_mut) {
+        std::mem::swap(&mut io.backlog, &mut io.retry);
+        for i in 0..io.retry.len() {
+            let (slot, serial) = io.retry[i];
+            if let Some(c) = io.peers.get_mut(slot).and_then(Option::as_mut) {
                 if c.serial == serial {
                     c.backlogged = false;
                 }
             }
         }
-        let mut accept_peers = std::mem::take(&mut self.listener_pending);
-        let mut accept_clients = std::mem::take(&mut self.control_pending);
-        for i in 0..self.ready.len() {
-            let (token, writable, readable) = self.ready[i];
+        let mut accept_peers = std::mem::take(&mut io.listener_pending);
+        let mut accept_clients = std::mem::take(&mut io.control_pending);
+        for i in 0..self.io.ready.len() {
+            let (token, writable, readable) = self.io.ready[i];
             match token {
                 LISTENER => accept_peers = true,
                 CONTROL => accept_clients = true,
@@ -325,10 +351,11 @@ impl Daemon {
         if accept_clients {
             self.accept_clients();
         }
-        for i in 0..self.retry.len() {
-            let (slot, serial) = self.retry[i];
+        for i in 0..self.io.retry.len() {
+            let (slot, serial) = self.io.retry[i];
             // Skip a connection that went, or that this turn's readiness served to its budget.
             let due = self
+                .io
                 .peers
                 .get(slot)
                 .and_then(Option::as_ref)
@@ -337,7 +364,7 @@ impl Daemon {
                 self.read_peer(slot);
             }
         }
-        self.retry.clear();
+        self.io.retry.clear();
         // Reads first, then time: a node that was itself stopped sees its peers' frames
         // before it counts their silence.
         self.feed(Event::Timeout);
@@ -347,7 +374,7 @@ impl Daemon {
     /// Handles every pending signal; returns the strongest meaning among them.
     fn handle_signals(&mut self) -> Option<SignalEvent> {
         let (mut shutdown, mut reload) = (None, false);
-        for sig in self.signals.pending() {
+        for sig in self.io.signals.pending() {
             match signal_event(sig) {
                 SignalEvent::Shutdown => shutdown = Some(sig),
                 SignalEvent::Reload => reload = true,
@@ -374,49 +401,24 @@ impl Daemon {
         log::info!("received SIGHUP: nothing to re-read yet, carrying on");
     }
 
+    /// A clean stop through the core (releases, goodbyes, closes), then the sockets go.
     fn shutdown(&mut self) {
+        self.feed(Event::Shutdown);
+        if !self.io.exited {
+            log::warn!("the core did not finish its shutdown; closing everything");
+        }
         // Dropping the sockets closes them: peers see EOF and mark us dead at once.
-        self.peers.clear();
-        self.clients.clear();
-        self.client_count = 0;
-        self.control.remove();
+        self.io.peers.clear();
+        self.io.clients.clear();
+        self.io.client_count = 0;
+        self.io.control.remove();
     }
 
     // --- peer connections ---
 
-    fn insert_peer(&mut self, mut conn: PeerConn, interest: Interest) -> io::Result<usize> {
-        let slot = self.free_peers.pop().unwrap_or_else(|| {
-            self.peers.push(None);
-            self.peers.len() - 1
-        });
-        self.poll
-            .registry()
-            .register(&mut conn.stream, Token(PEER_BASE + slot), interest)?;
-        self.peers[slot] = Some(conn);
-        Ok(slot)
-    }
-
-    /// Drops the connection in `slot` (closing it) without telling the core.
-    fn remove_peer(&mut self, slot: usize) -> Option<PeerConn> {
-        let mut conn = self.peers.get_mut(slot)?.take()?;
-        let _ = self.poll.registry().deregister(&mut conn.stream);
-        match conn.link {
-            Link::Out(p) => {
-                if self.out_slot[p.index()] == Some(slot) {
-                    self.out_slot[p.index()] = None;
-                }
-            }
-            Link::In(c) => {
-                self.in_slot.remove(&c);
-            }
-        }
-        self.free_peers.push(slot);
-        Some(conn)
-    }
-
     /// The connection in `slot` ended on its own: drop it and tell the core.
     fn peer_gone(&mut self, slot: usize) {
-        if let Some(conn) = self.remove_peer(slot) {
+        if let Some(conn) = self.io.remove_peer(slot) {
             let event = match conn.link {
                 Link::Out(peer) if conn.connecting => Event::ConnectFailed { peer },
                 link => Event::Closed { link },
@@ -428,15 +430,16 @@ impl Daemon {
     /// Accepts up to [`ACCEPT_BUDGET`] cluster connections.
     fn accept_peers(&mut self) {
         for _ in 0..ACCEPT_BUDGET {
-            match self.listener.accept() {
+            match self.io.listener.accept() {
                 Ok((stream, addr)) => {
                     let _ = stream.set_nodelay(true);
-                    let conn_id = ConnId(self.next_serial);
-                    let conn = PeerConn::new(stream, Link::In(conn_id), false, self.next_serial);
-                    self.next_serial += 1;
-                    match self.insert_peer(conn, Interest::READABLE) {
+                    let serial = self.io.next_serial;
+                    let conn_id = ConnId(serial);
+                    let conn = PeerConn::new(stream, Link::In(conn_id), false, serial);
+                    self.io.next_serial += 1;
+                    match self.io.insert_peer(conn, Interest::READABLE) {
                         Ok(slot) => {
-                            self.in_slot.insert(conn_id, slot);
+                            self.io.in_slot.insert(conn_id, slot);
                             self.feed(Event::Accepted {
                                 conn: conn_id,
                                 addr: addr.ip(),
@@ -448,13 +451,17 @@ impl Daemon {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if is_retryable(&e) => continue,
                 Err(e) if descriptors::is_exhaustion(&e) => {
-                    self.out_of_descriptors("cluster accept", &e);
-                    if self.evict_idle_client("the daemon is out of descriptors") {
+                    self.io.out_of_descriptors("cluster accept", &e);
+                    if self
+                        .io
+                        .evict_idle_client("the daemon is out of descriptors")
+                    {
                         continue;
                     }
                     // Nothing to give up: refuse the connection rather than leave it queued.
-                    let listener = &self.listener;
-                    match self.spare.without(|| listener.accept()) {
+                    let io = &mut self.io;
+                    let listener = &io.listener;
+                    match io.spare.without(|| listener.accept()) {
                         Some(Ok(_refused)) => continue,
                         _ => return,
                     }
@@ -465,34 +472,11 @@ impl Daemon {
                 }
             }
         }
-        self.listener_pending = true;
-    }
-
-    fn connect(&mut self, peer: Pnn, addr: SocketAddr, local: IpAddr) {
-        if let Some(old) = self.out_slot[peer.index()] {
-            self.remove_peer(old);
-        }
-        let stream = match crate::netio::connect_from(local, addr) {
-            Ok(s) => s,
-            Err(e) => {
-                log::debug!("connect to node {peer} at {addr}: {e}");
-                self.failed_connects.push_back(peer);
-                return;
-            }
-        };
-        let conn = PeerConn::new(stream, Link::Out(peer), true, self.next_serial);
-        self.next_serial += 1;
-        match self.insert_peer(conn, Interest::READABLE | Interest::WRITABLE) {
-            Ok(slot) => self.out_slot[peer.index()] = Some(slot),
-            Err(e) => {
-                log::warn!("cannot register connection to {addr}: {e}");
-                self.failed_connects.push_back(peer);
-            }
-        }
+        self.io.listener_pending = true;
     }
 
     fn peer_ready(&mut self, slot: usize, writable: bool, readable: bool) {
-        let Some(conn) = self.peers.get_mut(slot).and_then(Option::as_mut) else {
+        let Some(conn) = self.io.peers.get_mut(slot).and_then(Option::as_mut) else {
             return;
         };
         if conn.connecting {
@@ -525,19 +509,21 @@ impl Daemon {
     fn read_peer(&mut self, slot: usize) {
         let mut budget = READ_BUDGET;
         loop {
-            let Some(conn) = self.peers.get_mut(slot).and_then(Option::as_mut) else {
+            let Some(conn) = self.io.peers.get_mut(slot).and_then(Option::as_mut) else {
                 return;
             };
             let serial = conn.serial;
             match conn.read(budget) {
                 ReadOutcome::Data(n) => {
-                    self.process_frames(slot);
+                    if !self.process_frames(slot) {
+                        return;
+                    }
                     budget = budget.saturating_sub(n);
                     if budget == 0 {
-                        if let Some(c) = self.peers.get_mut(slot).and_then(Option::as_mut) {
+                        if let Some(c) = self.io.peers.get_mut(slot).and_then(Option::as_mut) {
                             if c.serial == serial {
                                 c.backlogged = true;
-                                self.backlog.push((slot, serial));
+                                self.io.backlog.push((slot, serial));
                             }
                         }
                         return;
@@ -552,146 +538,48 @@ impl Daemon {
         }
     }
 
-    /// Hands every complete frame in the connection's buffer to the core.
-    fn process_frames(&mut self, slot: usize) {
-        let Some(conn) = self.peers.get_mut(slot).and_then(Option::as_mut) else {
-            return;
+    /// Hands the complete frames in the connection's buffer to the core through the drive
+    /// path. `false` if the connection is gone (the core closed it, or its stream was bad).
+    fn process_frames(&mut self, slot: usize) -> bool {
+        let Some(conn) = self.io.peers.get_mut(slot).and_then(Option::as_mut) else {
+            return false;
         };
         let (link, serial) = (conn.link, conn.serial);
         // Take the buffer out so the core can be fed from it while connections change.
         let mut buf = conn.take_read_buffer();
-        let mut start = 0;
-        let mut bad = false;
-        loop {
-            match pharos_core::wire::frame_len(buf.pending(start)) {
-                Ok(Some(len)) => {
-                    let now = self.now();
-                    let frame = &buf.pending(start)[..len];
-                    if let Err(e) = self.node.handle(now, Event::Frame { link, bytes: frame }) {
-                        log::error!("core refused a frame: {e}");
-                    }
-                    start += len;
-                    self.drain();
-                    if !self.is_current(slot, serial) {
-                        return;
-                    }
-                }
-                Ok(None) => break,
-                Err(e) => {
-                    log::warn!("closing {link:?}: {e}");
-                    bad = true;
-                    break;
-                }
-            }
-        }
-        buf.consume(start);
-        if bad {
-            self.feed(Event::BadStream { link });
-            // The core closes the link; make sure of it whatever it decided.
-            if self.is_current(slot, serial) {
-                self.remove_peer(slot);
+        let now = self.io.now();
+        // Every whole frame that arrived: the byte budget bounds the work per turn.
+        let fed = self.driver.frames(
+            &mut self.node,
+            now,
+            link,
+            &mut buf,
+            usize::MAX,
+            &mut self.io,
+        );
+        self.flush_writes();
+        if fed == Frames::Closed {
+            // The core closed the link (garbage, an unproven connection); make sure of it
+            // whatever it decided.
+            if self.io.is_current(slot, serial) {
+                self.io.remove_peer(slot);
                 self.feed(Event::Closed { link });
             }
-            return;
+            return false;
         }
-        if let Some(conn) = self.peers.get_mut(slot).and_then(Option::as_mut) {
-            conn.put_read_buffer(buf);
+        match self.io.peers.get_mut(slot).and_then(Option::as_mut) {
+            Some(conn) if conn.serial == serial => {
+                conn.put_read_buffer(buf);
+                true
+            }
+            _ => false,
         }
-    }
-
-    fn is_current(&self, slot: usize, serial: u64) -> bool {
-        self.peers
-            .get(slot)
-            .and_then(Option::as_ref)
-            .is_some_and(|c| c.serial == serial)
     }
 
     fn flush_peer(&mut self, slot: usize) {
-        let Some(conn) = self.peers.get_mut(slot).and_then(Option::as_mut) else {
-            return;
-        };
-        match conn.flush() {
-            Ok(pending) => {
-                let want = if pending {
-                    Interest::READABLE | Interest::WRITABLE
-                } else {
-                    Interest::READABLE
-                };
-                if want != conn.interest {
-                    conn.interest = want;
-                    let token = Token(PEER_BASE + slot);
-                    if let Err(e) = self
-                        .poll
-                        .registry()
-                        .reregister(&mut conn.stream, token, want)
-                    {
-                        log::warn!("reregister: {e}");
-                    }
-                }
-            }
-            Err(e) => {
-                log::debug!("write to {:?}: {e}", conn.link);
-                self.peer_gone(slot);
-            }
-        }
-    }
-
-    fn close_link(&mut self, link: Link) {
-        let slot = match link {
-            Link::Out(p) => self.out_slot.get(p.index()).copied().flatten(),
-            Link::In(c) => self.in_slot.get(&c).copied(),
-        };
-        if let Some(slot) = slot {
-            self.remove_peer(slot);
-        }
-    }
-
-    /// Carries out everything the core asked for, until it has nothing more to say.
-    fn drain(&mut self) {
-        loop {
-            while let Some(t) = self.node.poll_transmit() {
-                let slot = self.out_slot.get(t.peer.index()).copied().flatten();
-                if let Some(conn) = slot.and_then(|s| self.peers[s].as_mut()) {
-                    if !conn.connecting {
-                        t.encode(conn.write_buffer());
-                    }
-                }
-            }
-            let mut acted = false;
-            while let Some(a) = self.node.poll_action() {
-                acted = true;
-                match a {
-                    Action::Connect { peer, addr, local } => self.connect(peer, addr, local),
-                    Action::Close { link } => self.close_link(link),
-                    Action::Reply { client, response } => self.reply(client, &response),
-                    Action::AcquireLock => self.lock_results.push_back(self.lock.acquire()),
-                    Action::ReleaseLock => self.lock.release(),
-                    Action::ReleaseAllIps => log::info!("releasing all public IPs"),
-                }
-            }
-            if let Some(result) = self.lock_results.pop_front() {
-                let now = self.now();
-                let _ = self.node.handle(now, Event::Lock(result));
-                continue;
-            }
-            if let Some(peer) = self.failed_connects.pop_front() {
-                let now = self.now();
-                let _ = self.node.handle(now, Event::ConnectFailed { peer });
-                continue;
-            }
-            if !acted {
-                break;
-            }
-        }
-        for i in 0..self.out_slot.len() {
-            if let Some(slot) = self.out_slot[i] {
-                if self.peers[slot]
-                    .as_ref()
-                    .is_some_and(|c| c.has_pending_write())
-                {
-                    self.flush_peer(slot);
-                }
-            }
+        if let Err(e) = self.io.flush_peer(slot) {
+            log::debug!("write to slot {slot}: {e}");
+            self.peer_gone(slot);
         }
     }
 
@@ -700,17 +588,27 @@ impl Daemon {
     /// Accepts up to [`ACCEPT_BUDGET`] control clients.
     fn accept_clients(&mut self) {
         for _ in 0..ACCEPT_BUDGET {
-            match self.control.listener.accept() {
-                Ok((stream, _)) => self.add_client(stream),
+            match self.io.control.listener.accept() {
+                Ok((stream, _)) => {
+                    if let Some(slot) = self.io.add_client(stream) {
+                        // The request is usually there already (the CLI writes as soon as it
+                        // is connected).
+                        self.client_ready(slot);
+                    }
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if is_retryable(&e) => continue,
                 Err(e) if descriptors::is_exhaustion(&e) => {
-                    self.out_of_descriptors("control accept", &e);
-                    if self.evict_idle_client("the daemon is out of descriptors") {
+                    self.io.out_of_descriptors("control accept", &e);
+                    if self
+                        .io
+                        .evict_idle_client("the daemon is out of descriptors")
+                    {
                         continue;
                     }
-                    let listener = &self.control.listener;
-                    match self.spare.without(|| listener.accept()) {
+                    let io = &mut self.io;
+                    let listener = &io.control.listener;
+                    match io.spare.without(|| listener.accept()) {
                         Some(Ok((mut refused, _))) => {
                             last_word(&mut refused, "pharosd is out of file descriptors")
                         }
@@ -723,7 +621,206 @@ impl Daemon {
                 }
             }
         }
-        self.control_pending = true;
+        self.io.control_pending = true;
+    }
+
+    fn client_ready(&mut self, slot: usize) {
+        let Some(client) = self.io.clients.get_mut(slot).and_then(Option::as_mut) else {
+            return;
+        };
+        if client.replied() {
+            self.io.flush_client(slot);
+            return;
+        }
+        let id = client.id;
+        match client.read_request() {
+            ClientRead::Pending => {}
+            ClientRead::Line(line) => match Request::parse(&line) {
+                Ok(request) => self.feed(Event::Control {
+                    client: id,
+                    request,
+                }),
+                Err(e) => self.io.reply(id, &Response::Error(e.to_string())),
+            },
+            ClientRead::Bad(e) => self.io.reply(id, &Response::Error(e.to_string())),
+            ClientRead::Gone => {
+                self.io.remove_client(slot);
+            }
+        }
+    }
+}
+
+impl Host for Io {
+    fn transmit(&mut self, peer: Pnn, frame: &[u8]) {
+        let slot = self.out_slot.get(peer.index()).copied().flatten();
+        if let Some(conn) = slot.and_then(|s| self.peers[s].as_mut()) {
+            if !conn.connecting {
+                conn.write_buffer().extend_from_slice(frame);
+            }
+        }
+    }
+
+    fn act(&mut self, action: Action, feedback: &mut Feedback) {
+        match action {
+            Action::Connect { peer, addr, local } => {
+                if !self.connect(peer, addr, local) {
+                    feedback.push(Event::ConnectFailed { peer });
+                }
+            }
+            Action::Close { link } => self.close_link(link),
+            Action::Reply { client, response } => self.reply(client, &response),
+            Action::AcquireLock => feedback.push(Event::Lock(self.lock.acquire())),
+            Action::ReleaseLock => self.lock.release(),
+            Action::ReleaseAllIps => log::info!("releasing all public IPs"),
+            Action::Exit => self.exited = true,
+        }
+    }
+
+    fn notify(&mut self, n: Notification) {
+        match n {
+            Notification::PeerConnected { pnn, address } => {
+                log::info!("node {pnn} ({address}) is connected")
+            }
+            Notification::PeerDisconnected {
+                pnn,
+                address,
+                reason,
+            } => {
+                let why = match reason {
+                    Disconnect::Closed => "connection closed".to_string(),
+                    Disconnect::BadStream => "garbage on its connection".to_string(),
+                    Disconnect::Silent { after } => {
+                        format!("keepalive timeout (silent for {} ms)", after.as_millis())
+                    }
+                    Disconnect::Goodbye => "it shut down".to_string(),
+                };
+                log::info!("node {pnn} ({address}) is dead: {why}");
+            }
+            Notification::FlagsChanged { pnn, flags } => log::info!("node {pnn} flags: {flags}"),
+            Notification::RecmasterChanged { recmaster } => {
+                log::info!("recovery master is now {recmaster}")
+            }
+            Notification::Quorum { quorate: true } => log::info!("quorate"),
+            Notification::Quorum { quorate: false } => log::warn!("lost quorum"),
+            Notification::Lock { held } => {
+                if held {
+                    log::info!("holds the cluster lock")
+                } else {
+                    log::info!("gave up the cluster lock")
+                }
+            }
+            Notification::GenerationChanged { generation, vnnmap } => {
+                log::info!("generation {} (vnnmap {vnnmap:?})", generation.0)
+            }
+        }
+    }
+}
+
+impl Io {
+    fn now(&self) -> Instant {
+        Instant::from_std(self.origin, std::time::Instant::now())
+    }
+
+    fn insert_peer(&mut self, mut conn: PeerConn, interest: Interest) -> io::Result<usize> {
+        let slot = self.free_peers.pop().unwrap_or_else(|| {
+            self.peers.push(None);
+            self.peers.len() - 1
+        });
+        self.poll
+            .registry()
+            .register(&mut conn.stream, Token(PEER_BASE + slot), interest)?;
+        self.peers[slot] = Some(conn);
+        Ok(slot)
+    }
+
+    /// Drops the connection in `slot` (closing it) without telling the core.
+    fn remove_peer(&mut self, slot: usize) -> Option<PeerConn> {
+        let mut conn = self.peers.get_mut(slot)?.take()?;
+        let _ = self.poll.registry().deregister(&mut conn.stream);
+        match conn.link {
+            Link::Out(p) => {
+                if self.out_slot[p.index()] == Some(slot) {
+                    self.out_slot[p.index()] = None;
+                }
+            }
+            Link::In(c) => {
+                self.in_slot.remove(&c);
+            }
+        }
+        self.free_peers.push(slot);
+        Some(conn)
+    }
+
+    fn is_current(&self, slot: usize, serial: u64) -> bool {
+        self.peers
+            .get(slot)
+            .and_then(Option::as_ref)
+            .is_some_and(|c| c.serial == serial)
+    }
+
+    /// Opens the outgoing connection to `peer`; `false` if it failed at once.
+    fn connect(&mut self, peer: Pnn, addr: SocketAddr, local: IpAddr) -> bool {
+        if let Some(old) = self.out_slot[peer.index()] {
+            self.remove_peer(old);
+        }
+        let stream = match crate::netio::connect_from(local, addr) {
+            Ok(s) => s,
+            Err(e) => {
+                log::debug!("connect to node {peer} at {addr}: {e}");
+                return false;
+            }
+        };
+        let conn = PeerConn::new(stream, Link::Out(peer), true, self.next_serial);
+        self.next_serial += 1;
+        match self.insert_peer(conn, Interest::READABLE | Interest::WRITABLE) {
+            Ok(slot) => {
+                self.out_slot[peer.index()] = Some(slot);
+                true
+            }
+            Err(e) => {
+                log::warn!("cannot register connection to {addr}: {e}");
+                false
+            }
+        }
+    }
+
+    /// Writes what the socket takes; the registration follows whether bytes remain.
+    fn flush_peer(&mut self, slot: usize) -> io::Result<()> {
+        let Some(conn) = self.peers.get_mut(slot).and_then(Option::as_mut) else {
+            return Ok(());
+        };
+        let pending = conn.flush()?;
+        let want = if pending {
+            Interest::READABLE | Interest::WRITABLE
+        } else {
+            Interest::READABLE
+        };
+        if want != conn.interest {
+            conn.interest = want;
+            let token = Token(PEER_BASE + slot);
+            if let Err(e) = self
+                .poll
+                .registry()
+                .reregister(&mut conn.stream, token, want)
+            {
+                log::warn!("reregister: {e}");
+            }
+        }
+        Ok(())
+    }
+
+    /// Closes a link the core is done with, after one try at writing what is queued for it
+    /// (a goodbye, the last keepalive).
+    fn close_link(&mut self, link: Link) {
+        let slot = match link {
+            Link::Out(p) => self.out_slot.get(p.index()).copied().flatten(),
+            Link::In(c) => self.in_slot.get(&c).copied(),
+        };
+        if let Some(mut conn) = slot.and_then(|s| self.remove_peer(s)) {
+            if conn.has_pending_write() {
+                let _ = conn.flush();
+            }
+        }
     }
 
     /// Warns (once per burst) that `what` failed for lack of descriptors.
@@ -738,7 +835,8 @@ impl Daemon {
         }
     }
 
-    fn add_client(&mut self, mut stream: UnixStream) {
+    /// Registers a new control client; its slot, or `None` if it was refused.
+    fn add_client(&mut self, mut stream: UnixStream) -> Option<usize> {
         if self.client_count >= self.client_limit {
             if let Some(more) = self.crowding.occurred(std::time::Instant::now()) {
                 log::warn!(
@@ -755,7 +853,7 @@ impl Daemon {
             // Every client has its request in and waits for its answer: refuse this one.
             let busy = format!("busy: {} control clients already", self.client_limit);
             last_word(&mut stream, &busy);
-            return;
+            return None;
         }
         let slot = self.free_clients.pop().unwrap_or_else(|| {
             self.clients.push(None);
@@ -769,7 +867,7 @@ impl Daemon {
         {
             log::warn!("control client: {e}");
             self.free_clients.push(slot);
-            return;
+            return None;
         }
         // The id carries a serial so a late reply never reaches a reused slot.
         let id = ClientId((self.next_serial << 24) | slot as u64);
@@ -777,8 +875,7 @@ impl Daemon {
         let now = std::time::Instant::now();
         self.clients[slot] = Some(ClientConn::new(stream, id, now));
         self.client_count += 1;
-        // The request is usually there already (the CLI writes as soon as it is connected).
-        self.client_ready(slot);
+        Some(slot)
     }
 
     /// Closes the oldest client that has not sent its request yet, to make room; `false` if
@@ -834,31 +931,6 @@ impl Daemon {
         self.free_clients.push(slot);
         self.client_count -= 1;
         Some(c)
-    }
-
-    fn client_ready(&mut self, slot: usize) {
-        let Some(client) = self.clients.get_mut(slot).and_then(Option::as_mut) else {
-            return;
-        };
-        if client.replied() {
-            self.flush_client(slot);
-            return;
-        }
-        let id = client.id;
-        match client.read_request() {
-            ClientRead::Pending => {}
-            ClientRead::Line(line) => match Request::parse(&line) {
-                Ok(request) => self.feed(Event::Control {
-                    client: id,
-                    request,
-                }),
-                Err(e) => self.reply(id, &Response::Error(e.to_string())),
-            },
-            ClientRead::Bad(e) => self.reply(id, &Response::Error(e.to_string())),
-            ClientRead::Gone => {
-                self.remove_client(slot);
-            }
-        }
     }
 
     fn reply(&mut self, client: ClientId, response: &Response) {

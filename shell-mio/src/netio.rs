@@ -5,7 +5,7 @@ use crate::line::{LineError, LineFramer};
 use mio::net::{TcpStream, UnixStream};
 use mio::Interest;
 use pharos_core::control::{Response, MAX_REQUEST_LEN};
-use pharos_core::wire::MAX_FRAME_LEN;
+use pharos_core::drive::FrameBuffer;
 use pharos_core::{ClientId, Link};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use std::io::{self, Read, Write};
@@ -36,27 +36,6 @@ pub fn connect_from(from: IpAddr, to: SocketAddr) -> io::Result<TcpStream> {
     Ok(TcpStream::from_std(socket.into()))
 }
 
-/// A read buffer: bytes `[0, filled)` are received and not yet consumed.
-#[derive(Debug, Default)]
-pub struct ReadBuffer {
-    buf: Vec<u8>,
-    filled: usize,
-}
-
-impl ReadBuffer {
-    /// Received bytes from `start` on.
-    pub fn pending(&self, start: usize) -> &[u8] {
-        self.buf.get(start..self.filled).unwrap_or(&[])
-    }
-
-    /// Drops the first `n` received bytes, keeping the rest at the front.
-    pub fn consume(&mut self, n: usize) {
-        let n = n.min(self.filled);
-        self.buf.copy_within(n..self.filled, 0);
-        self.filled -= n;
-    }
-}
-
 /// How a read went.
 pub enum ReadOutcome {
     /// This many new bytes are in the buffer.
@@ -82,7 +61,7 @@ pub struct PeerConn {
     /// Left with unread bytes when its read budget for the turn ran out: the loop reads it
     /// again next turn without waiting for new readiness (mio is edge-triggered).
     pub backlogged: bool,
-    rbuf: ReadBuffer,
+    rbuf: FrameBuffer,
     wbuf: Vec<u8>,
     wpos: usize,
 }
@@ -101,10 +80,7 @@ impl PeerConn {
                 Interest::READABLE
             },
             backlogged: false,
-            rbuf: ReadBuffer {
-                buf: vec![0; INITIAL_READ],
-                filled: 0,
-            },
+            rbuf: FrameBuffer::with_capacity(INITIAL_READ),
             wbuf: Vec::with_capacity(INITIAL_READ),
             wpos: 0,
         }
@@ -126,24 +102,20 @@ impl PeerConn {
         }
     }
 
-    /// Reads at most `limit` bytes (at least 1) of what the socket has, growing the buffer
-    /// only if a frame needs more room.
+    /// Reads at most `limit` bytes (at least 1) of what the socket has into the frame
+    /// buffer, which grows only if a frame needs more room.
     pub fn read(&mut self, limit: usize) -> ReadOutcome {
-        let b = &mut self.rbuf;
-        if b.filled == b.buf.len() {
-            if b.buf.len() >= MAX_FRAME_LEN + 4 {
-                // Cannot happen with a valid stream: frame_len rejects longer frames first.
-                return ReadOutcome::Closed;
-            }
-            let new_len = (b.buf.len() * 2).min(MAX_FRAME_LEN + 4);
-            b.buf.resize(new_len, 0);
+        let spare = self.rbuf.spare();
+        if spare.is_empty() {
+            // Cannot happen with a valid stream: frame_len rejects longer frames first.
+            return ReadOutcome::Closed;
         }
+        let end = spare.len().min(limit.max(1));
         loop {
-            let end = b.buf.len().min(b.filled + limit.max(1));
-            match self.stream.read(&mut b.buf[b.filled..end]) {
+            match self.stream.read(&mut self.rbuf.spare()[..end]) {
                 Ok(0) => return ReadOutcome::Closed,
                 Ok(n) => {
-                    b.filled += n;
+                    self.rbuf.filled(n);
                     return ReadOutcome::Data(n);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return ReadOutcome::WouldBlock,
@@ -155,12 +127,12 @@ impl PeerConn {
 
     /// Moves the read buffer out (no allocation), to be given back with
     /// [`PeerConn::put_read_buffer`].
-    pub fn take_read_buffer(&mut self) -> ReadBuffer {
+    pub fn take_read_buffer(&mut self) -> FrameBuffer {
         std::mem::take(&mut self.rbuf)
     }
 
     /// Gives the read buffer back.
-    pub fn put_read_buffer(&mut self, b: ReadBuffer) {
+    pub fn put_read_buffer(&mut self, b: FrameBuffer) {
         self.rbuf = b;
     }
 

@@ -1,6 +1,6 @@
 //! A flood of small valid frames from one connection must not stall pharosd's loop (issue 9,
 //! item 5): three nodes, node 2 (127.0.0.2) not started, a client bound to 127.0.0.2 floods
-//! node 1's cluster port with 40-byte keepalives while node 1 keeps answering its control socket,
+//! node 1's cluster port with 48-byte keepalives while node 1 keeps answering its control socket,
 //! keeps node 3 connected and stays quorate. And what the read budget leaves unread is read on
 //! later turns, although no new readiness announces it.
 
@@ -8,7 +8,7 @@ mod common;
 
 use common::*;
 use pharos_core::control::RecoveryMode;
-use pharos_core::wire::{self, Header, Hello, Keepalive, Message, Op};
+use pharos_core::wire::{self, Header, Hello, Keepalive, Liveness, Message, Op};
 use pharos_core::{Generation, NodeFlags, Pnn};
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 /// How long the flood lasts.
 const FLOOD: Duration = Duration::from_secs(4);
 
-/// A Hello from PNN 1 to PNN 0, then `count` keepalives (40 bytes each), as one buffer.
+/// A Hello from PNN 1 to PNN 0, then `count` keepalives (48 bytes each), as one buffer.
 fn frames(count: usize) -> Vec<u8> {
     frames_with_last_flags(count, NodeFlags::empty())
 }
@@ -39,12 +39,20 @@ fn frames_with_last_flags(count: usize, last: NodeFlags) -> Vec<u8> {
         flags: NodeFlags::empty(),
         capabilities: 0,
         start_stamp: u64::MAX,
+        liveness: Liveness {
+            interval_ms: 100,
+            limit: 3,
+        },
     };
     wire::encode(&header(Op::Hello), &Message::Hello(hello), &mut out);
     let keepalive = Message::Keepalive(Keepalive {
         flags: NodeFlags::empty(),
         recmaster: Pnn::NONE,
         recovery_mode: RecoveryMode::Normal,
+        liveness: Liveness {
+            interval_ms: 100,
+            limit: 3,
+        },
     });
     let start = out.len();
     for _ in 1..count {
@@ -54,12 +62,16 @@ fn frames_with_last_flags(count: usize, last: NodeFlags) -> Vec<u8> {
         flags: last,
         recmaster: Pnn::NONE,
         recovery_mode: RecoveryMode::Normal,
+        liveness: Liveness {
+            interval_ms: 100,
+            limit: 3,
+        },
     });
     wire::encode(&header(Op::Keepalive), &keepalive, &mut out);
     assert_eq!(
         (out.len() - start) / count,
-        40,
-        "keepalive frames are 40 bytes"
+        48,
+        "keepalive frames are 48 bytes"
     );
     out
 }
@@ -88,7 +100,7 @@ fn a_flood_of_small_frames_does_not_stall_the_loop() {
         let (flooding, sent) = (flooding.clone(), sent.clone());
         std::thread::spawn(move || {
             let all = frames(1024);
-            let (hello_len, keepalives) = (all.len() - 1024 * 40, &all[all.len() - 1024 * 40..]);
+            let (hello_len, keepalives) = (all.len() - 1024 * 48, &all[all.len() - 1024 * 48..]);
             let _ = stream.write_all(&all[..hello_len]);
             let start = Instant::now();
             while start.elapsed() < FLOOD {
@@ -137,7 +149,7 @@ fn a_flood_of_small_frames_does_not_stall_the_loop() {
         "flood: {:.1} MB in {FLOOD:?} ({} frames); {answered_during_flood} status answers during \
          it, slowest {slowest:?}",
         sent as f64 / 1e6,
-        sent / 40
+        sent / 48
     );
     assert!(
         sent >= 1_000_000,
