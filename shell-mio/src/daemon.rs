@@ -3,8 +3,8 @@
 //! The loop only moves bytes and translates: socket readiness becomes core events, core
 //! actions become socket operations. Every protocol decision is the core's.
 
-use crate::config::Settings;
-use crate::lock::ClusterLock;
+use pharos_host::settings::Settings;
+use pharos_host::lock::ClusterLock;
 use crate::netio::{ClientConn, PeerConn, ReadOutcome};
 use mio::net::{TcpListener, UnixListener};
 use mio::{Events, Interest, Poll, Token};

@@ -1,9 +1,9 @@
-//! `pharos`: the pharos command-line tool (talks to `pharosd` over its control socket).
+//! The `pharos` command line: arguments, one request, the answer printed as text or JSON.
 
 use clap::{Parser, Subcommand};
 use pharos_core::control::{AdminCommand, Request};
 use pharos_core::Pnn;
-use pharos_mio::cli;
+use crate::render as cli;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
@@ -13,7 +13,7 @@ use std::time::Instant;
 #[command(version, about)]
 struct Args {
     /// Control socket of pharosd.
-    #[arg(long, env = "PHAROS_SOCKET", default_value = pharos_mio::config::DEFAULT_SOCKET)]
+    #[arg(long, env = "PHAROS_SOCKET", default_value = crate::settings::DEFAULT_SOCKET)]
     socket: PathBuf,
     /// Print the daemon's JSON answer instead of text.
     #[arg(long, global = true)]
@@ -80,7 +80,7 @@ enum Command {
 
 fn run(args: Args) -> Result<ExitCode, String> {
     if let Command::Ipalloc { text, file } = &args.command {
-        print!("{}", pharos_mio::ipalloc_case::run(file, *text)?);
+        print!("{}", crate::ipalloc_case::run(file, *text)?);
         return Ok(ExitCode::SUCCESS);
     }
     let request = match &args.command {
@@ -159,7 +159,8 @@ fn run(args: Args) -> Result<ExitCode, String> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn main() -> ExitCode {
+/// Runs the `pharos` tool on the process arguments.
+pub fn main() -> ExitCode {
     match run(Args::parse()) {
         Ok(code) => code,
         Err(e) => {
