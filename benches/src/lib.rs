@@ -216,7 +216,7 @@ impl Follower {
         let mut json = String::new();
         while let Some(a) = node.poll_action() {
             if let Action::Reply { response, .. } = a {
-                json = response.to_json();
+                json = pharos_host::schema::encode(&response);
             }
         }
         json

@@ -3,8 +3,6 @@
 //! The loop only moves bytes and translates: socket readiness becomes core events, core
 //! actions become socket operations. Every protocol decision is the core's.
 
-use pharos_host::settings::Settings;
-use pharos_host::lock::ClusterLock;
 use crate::netio::{ClientConn, PeerConn, ReadOutcome};
 use mio::net::{TcpListener, UnixListener};
 use mio::{Events, Interest, Poll, Token};
@@ -12,6 +10,8 @@ use pharos_core::control::{Request, Response};
 use pharos_core::{
     Action, ClientId, ConnId, Event, Instant, Link, LockResult, Node, NodeConfig, Pnn,
 };
+use pharos_host::lock::ClusterLock;
+use pharos_host::settings::Settings;
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 use std::collections::{HashMap, VecDeque};
@@ -628,7 +628,7 @@ impl Daemon {
         else {
             return;
         };
-        c.set_reply(response.to_json());
+        c.set_reply(pharos_host::schema::encode(response));
         let token = Token(CLIENT_BASE + slot);
         let _ = self
             .poll

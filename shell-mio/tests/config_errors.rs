@@ -73,27 +73,3 @@ fn no_bindable_address_is_an_error() {
     assert_eq!(code, Some(1));
     assert!(err.contains("could not bind"), "{err}");
 }
-
-#[test]
-fn cli_without_daemon_and_bad_arguments() {
-    let d = Scratch::new("cli");
-    let out = Command::new(PHAROS)
-        .args([
-            "--socket",
-            d.0.join("none.sock").to_str().unwrap(),
-            "status",
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(err.lines().count(), 1, "{err}");
-    assert!(err.contains("is pharosd running?"));
-    let out = Command::new(PHAROS).args(["frobnicate"]).output().unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let out = Command::new(PHAROS)
-        .args(["nodestatus", "x"])
-        .output()
-        .unwrap();
-    assert_ne!(out.status.code(), Some(0));
-}

@@ -9,7 +9,22 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 pub const PHAROSD: &str = env!("CARGO_BIN_EXE_pharosd");
-pub const PHAROS: &str = env!("CARGO_BIN_EXE_pharos");
+
+/// Runs the `pharos` tool with `args`. The binary belongs to `pharos-host`, whose built binaries
+/// these tests cannot name, so this runs the binary's whole code path in-process
+/// (`pharos_host::cli::run`: argument parsing, the request, rendering, the exit code); only
+/// `main`'s two print calls are skipped.
+pub fn pharos_cli(args: &[&std::ffi::OsStr]) -> Output {
+    use std::os::unix::process::ExitStatusExt;
+    let out = pharos_host::cli::run(
+        std::iter::once(std::ffi::OsStr::new("pharos")).chain(args.iter().copied()),
+    );
+    Output {
+        status: std::process::ExitStatus::from_raw(i32::from(out.code) << 8),
+        stdout: out.stdout.into_bytes(),
+        stderr: out.stderr.into_bytes(),
+    }
+}
 
 /// A port free on 127.0.0.1 to 127.0.0.n.
 pub fn free_port(n: u8) -> u16 {
@@ -135,13 +150,12 @@ impl Cluster {
             .is_some_and(|c| c.try_wait().unwrap().is_none())
     }
 
+    /// `pharos --socket SOCKET(i) ARGS...`.
     pub fn pharos(&self, i: usize, args: &[&str]) -> Output {
-        Command::new(PHAROS)
-            .arg("--socket")
-            .arg(self.socket(i))
-            .args(args)
-            .output()
-            .unwrap()
+        let socket = self.socket(i);
+        let mut argv: Vec<&std::ffi::OsStr> = vec!["--socket".as_ref(), socket.as_os_str()];
+        argv.extend(args.iter().map(std::ffi::OsStr::new));
+        pharos_cli(&argv)
     }
 
     /// `pharos --json status` on node `i`, parsed; `None` if it does not answer.
