@@ -1,17 +1,22 @@
-//! Daemon settings: `pharos.toml` merged with command-line flags (flags win).
+//! Daemon settings: `pharos.toml` merged with command-line flags (flags win), validated before
+//! the daemon binds anything. Every error is one line: `FILE:LINE: reason` for a file, the flag
+//! and its value for a flag.
 
-use pharos_core::config::{ConfigError, NodesFile, Tunables};
+use crate::lock::LockSpec;
+use pharos_core::config::{ConfigError, NodesFile, PublicAddresses, TunableKind, Tunables};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use toml::Spanned;
 
 /// The cluster port when none is configured (CTDB's).
 pub const DEFAULT_PORT: u16 = 4379;
 /// The control socket when none is configured.
 pub const DEFAULT_SOCKET: &str = "/run/pharos/pharosd.sock";
 
-/// `pharos.toml`, as written by an operator. Every key is optional.
+/// `pharos.toml`, as written by an operator. Every key is optional. Values that are checked
+/// after parsing keep their place in the file (`Spanned`) for the error message.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
@@ -21,23 +26,24 @@ pub struct FileConfig {
     pub public_addresses: Option<PathBuf>,
     /// This node's address (absent: try each node address in order).
     pub node_address: Option<IpAddr>,
-    /// Cluster TCP port.
-    pub port: Option<u16>,
+    /// Cluster TCP port (1 to 65535).
+    pub port: Option<Spanned<u16>>,
     /// Control socket path.
     pub socket: Option<PathBuf>,
     /// Event script directory.
     pub event_dir: Option<PathBuf>,
     /// `none`, `fcntl:PATH` or `etcd:HOST:PORT[,...]/KEY`.
-    pub cluster_lock: Option<String>,
+    pub cluster_lock: Option<Spanned<String>>,
     /// Whether this node may become recovery master (default true; CTDB's --no-recmaster).
     pub recmaster: Option<bool>,
     /// votequorum's two_node (same as the tunable TwoNode).
-    pub two_node: Option<bool>,
+    pub two_node: Option<Spanned<bool>>,
     /// votequorum's wait_for_all (same as the tunable WaitForAll).
-    pub wait_for_all: Option<bool>,
-    /// Tunables by CTDB name; values as strings (`"250ms"`) or integers (seconds or counts).
+    pub wait_for_all: Option<Spanned<bool>>,
+    /// Tunables by CTDB name; values as strings (`"250ms"`) or integers (seconds or counts),
+    /// `true`/`false` for the 0-or-1 ones.
     #[serde(default)]
-    pub tunables: BTreeMap<String, toml::Value>,
+    pub tunables: BTreeMap<Spanned<String>, Spanned<toml::Value>>,
 }
 
 /// Command-line overrides (from `pharosd`'s flags).
@@ -74,14 +80,16 @@ pub struct Settings {
     pub nodes: NodesFile,
     /// The public_addresses file, if any (used by the takeover runs).
     pub public_addresses: Option<PathBuf>,
+    /// That file, parsed (read at load, so a bad file stops the daemon before it binds).
+    pub public_ips: Option<PublicAddresses>,
     /// Fixed node address, or `None` for automatic bind.
     pub node_address: Option<IpAddr>,
     /// Cluster port.
     pub port: u16,
     /// Control socket path.
     pub socket: PathBuf,
-    /// Cluster lock spec.
-    pub cluster_lock: String,
+    /// The cluster lock; one this build can provide ([`LockSpec::provider`] succeeds).
+    pub cluster_lock: LockSpec,
     /// Event script directory.
     pub event_dir: Option<PathBuf>,
     /// Tunables after the file and the flags.
@@ -91,36 +99,78 @@ pub struct Settings {
 }
 
 /// Line (1-based) of byte offset `at` in `text`.
-fn line_of(text: &str, at: usize) -> usize {
-    text.get(..at).map_or(0, |t| t.matches('\n').count()) + 1
+fn line_of(text: &[u8], at: usize) -> usize {
+    text.get(..at)
+        .map_or(0, |t| t.iter().filter(|&&b| b == b'\n').count())
+        + 1
 }
 
-fn read(path: &Path) -> Result<String, String> {
-    std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))
+/// Reads a text file; a file that is not UTF-8 is an error at the line of the first bad byte.
+pub fn read_text(path: &Path) -> Result<String, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    String::from_utf8(bytes).map_err(|e| {
+        let at = e.utf8_error().valid_up_to();
+        let bytes = e.as_bytes();
+        format!(
+            "{}:{}: not UTF-8 text (byte 0x{:02x})",
+            path.display(),
+            line_of(bytes, at),
+            bytes[at]
+        )
+    })
 }
 
 /// Parses `pharos.toml` text; errors are `FILE:LINE: reason`.
 pub fn parse_file_config(text: &str, path: &Path) -> Result<FileConfig, String> {
     toml::from_str(text).map_err(|e| {
-        let line = e.span().map_or(0, |s| line_of(text, s.start));
         let msg = e.message().trim().to_string();
-        if line > 0 {
-            format!("{}:{line}: {msg}", path.display())
-        } else {
-            format!("{}: {msg}", path.display())
+        match e.span() {
+            Some(s) => format!(
+                "{}:{}: {msg}",
+                path.display(),
+                line_of(text.as_bytes(), s.start)
+            ),
+            None => format!("{}: {msg}", path.display()),
         }
     })
 }
 
-/// Finds the line of `[tunables]` key `name` in the TOML text, for error messages.
-fn tunable_line(text: &str, name: &str) -> usize {
-    text.lines()
-        .position(|l| {
-            let l = l.trim_start();
-            l.strip_prefix(name)
-                .is_some_and(|rest| rest.trim_start().starts_with('='))
-        })
-        .map_or(0, |i| i + 1)
+/// The text form of a `[tunables]` value, for [`Tunables::set`].
+fn tunable_text(name: &str, value: &toml::Value) -> Result<String, String> {
+    let def = Tunables::def(name).ok_or_else(|| format!("unknown tunable {name:?}"))?;
+    match value {
+        toml::Value::String(s) => Ok(s.clone()),
+        toml::Value::Integer(i) => Ok(i.to_string()),
+        toml::Value::Boolean(b) if def.kind == TunableKind::Bool => Ok(u8::from(*b).to_string()),
+        toml::Value::Boolean(b) => Err(format!(
+            "{}: expected a {}, got the boolean {b}",
+            def.name,
+            if def.kind == TunableKind::Duration {
+                "duration (250ms, 2s or 2)"
+            } else {
+                "number"
+            }
+        )),
+        other => Err(format!(
+            "{}: expected a number or a string, got {} {other}",
+            def.name,
+            other.type_str()
+        )),
+    }
+}
+
+fn port(p: u16, place: impl FnOnce() -> String) -> Result<u16, String> {
+    if p == 0 {
+        return Err(format!("{}: port 0 is not a port (1 to 65535)", place()));
+    }
+    Ok(p)
+}
+
+/// A cluster lock spec this build can provide.
+fn cluster_lock(spec: &str) -> Result<LockSpec, String> {
+    let lock = LockSpec::parse(spec)?;
+    lock.provider()?;
+    Ok(lock)
 }
 
 impl Settings {
@@ -128,12 +178,21 @@ impl Settings {
     pub fn load(o: &Overrides) -> Result<Settings, String> {
         let (file, text, base) = match &o.config {
             Some(p) => {
-                let text = read(p)?;
+                let text = read_text(p)?;
                 let fc = parse_file_config(&text, p)?;
                 let base = p.parent().map(Path::to_path_buf).unwrap_or_default();
                 (fc, text, base)
             }
             None => (FileConfig::default(), String::new(), PathBuf::new()),
+        };
+        let config_name = o
+            .config
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
+        // `FILE:LINE` of something in the config file.
+        let at = |span: std::ops::Range<usize>| {
+            format!("{config_name}:{}", line_of(text.as_bytes(), span.start))
         };
         // Relative paths in the file are relative to the file.
         let rel = |p: PathBuf| if p.is_relative() { base.join(p) } else { p };
@@ -142,38 +201,35 @@ impl Settings {
             .clone()
             .or(file.nodes.map(rel))
             .ok_or("no nodes file: give --nodes FILE or `nodes = \"FILE\"` in pharos.toml")?;
-        let nodes = NodesFile::parse(&read(&nodes_path)?)
+        let nodes = NodesFile::parse(&read_text(&nodes_path)?)
             .map_err(|e| e.in_file(&nodes_path.display().to_string()).to_string())?;
+        let public_addresses = o
+            .public_addresses
+            .clone()
+            .or(file.public_addresses.map(rel));
+        let public_ips = match &public_addresses {
+            Some(p) => Some(
+                PublicAddresses::parse(&read_text(p)?)
+                    .map_err(|e| e.in_file(&p.display().to_string()).to_string())?,
+            ),
+            None => None,
+        };
         let mut tunables = Tunables::default();
-        let config_name = o
-            .config
-            .as_ref()
-            .map(|p| p.display().to_string())
-            .unwrap_or_default();
         for (name, value) in &file.tunables {
-            let v = match value {
-                toml::Value::String(s) => s.clone(),
-                toml::Value::Integer(i) => i.to_string(),
-                toml::Value::Boolean(b) => (*b as u8).to_string(),
-                other => other.to_string(),
-            };
-            let def = tunables.set(name, &v).map_err(|e| {
-                ConfigError::at(tunable_line(&text, name), e)
-                    .in_file(&config_name)
-                    .to_string()
-            })?;
+            let line = line_of(text.as_bytes(), name.span().start);
+            let def = tunable_text(name.get_ref(), value.get_ref())
+                .and_then(|v| tunables.set(name.get_ref(), &v))
+                .map_err(|e| ConfigError::at(line, e).in_file(&config_name).to_string())?;
             warn_obsolete(def);
         }
-        for (key, name, value) in [
-            ("two_node", "TwoNode", file.two_node),
-            ("wait_for_all", "WaitForAll", file.wait_for_all),
+        for (name, value) in [
+            ("TwoNode", &file.two_node),
+            ("WaitForAll", &file.wait_for_all),
         ] {
             if let Some(v) = value {
-                tunables.set(name, if v { "1" } else { "0" }).map_err(|e| {
-                    ConfigError::at(tunable_line(&text, key), e)
-                        .in_file(&config_name)
-                        .to_string()
-                })?;
+                tunables
+                    .set(name, if *v.get_ref() { "1" } else { "0" })
+                    .map_err(|e| format!("{}: {e}", at(v.span())))?;
             }
         }
         for t in &o.tunables {
@@ -194,21 +250,28 @@ impl Settings {
                 ));
             }
         }
-        let cluster_lock = o
-            .cluster_lock
-            .clone()
-            .or(file.cluster_lock)
-            .unwrap_or_else(|| "none".into());
-        validate_lock(&cluster_lock)?;
+        let port = match (o.port, &file.port) {
+            (Some(p), _) => port(p, || format!("--port {p}"))?,
+            (None, Some(p)) => port(*p.get_ref(), || at(p.span()))?,
+            (None, None) => DEFAULT_PORT,
+        };
+        let cluster_lock = match (&o.cluster_lock, &file.cluster_lock) {
+            (Some(spec), _) => cluster_lock(spec).map_err(|e| format!("--cluster-lock: {e}"))?,
+            (None, Some(spec)) => match cluster_lock(spec.get_ref()) {
+                // A relative lock file is relative to the config file, like every path in it.
+                Ok(LockSpec::Fcntl(p)) => LockSpec::Fcntl(rel(p)),
+                Ok(lock) => lock,
+                Err(e) => return Err(format!("{}: {e}", at(spec.span()))),
+            },
+            (None, None) => LockSpec::None,
+        };
         Ok(Settings {
             nodes_path,
             nodes,
-            public_addresses: o
-                .public_addresses
-                .clone()
-                .or(file.public_addresses.map(rel)),
+            public_addresses,
+            public_ips,
             node_address,
-            port: o.port.or(file.port).unwrap_or(DEFAULT_PORT),
+            port,
             socket: o
                 .socket
                 .clone()
@@ -226,18 +289,6 @@ fn warn_obsolete(def: &pharos_core::config::TunableDef) {
     if def.obsolete {
         log::warn!("tunable {} is obsolete and has no effect", def.name);
     }
-}
-
-fn validate_lock(spec: &str) -> Result<(), String> {
-    if spec == "none" || spec.strip_prefix("fcntl:").is_some_and(|p| !p.is_empty()) {
-        return Ok(());
-    }
-    if spec.strip_prefix("etcd:").is_some_and(|r| r.contains('/')) {
-        return Ok(());
-    }
-    Err(format!(
-        "invalid cluster_lock {spec:?}: expected none, fcntl:PATH or etcd:HOST:PORT[,HOST:PORT...]/KEY"
-    ))
 }
 
 #[cfg(test)]
@@ -320,7 +371,9 @@ mod tests {
             "nodes = \"nodes\"\ncluster_lock = \"flock\"\n",
         )
         .unwrap();
-        assert!(Settings::load(&o).unwrap_err().contains("cluster_lock"));
+        assert!(Settings::load(&o)
+            .unwrap_err()
+            .contains("pharos.toml:2: invalid cluster lock \"flock\""));
         let o2 = Overrides {
             config: Some(d.join("pharos.toml")),
             tunables: vec!["KeepaliveLimit".into()],
@@ -337,6 +390,197 @@ mod tests {
         assert!(Settings::load(&Overrides::default())
             .unwrap_err()
             .contains("no nodes file"));
+        std::fs::remove_dir_all(d).unwrap();
+    }
+
+    /// One config file, one nodes file; the error of loading them.
+    fn load_error(name: &str, toml: &[u8], nodes: &[u8], flags: Overrides) -> String {
+        let d = tmpdir(name);
+        std::fs::write(d.join("nodes"), nodes).unwrap();
+        std::fs::write(d.join("pharos.toml"), toml).unwrap();
+        let o = Overrides {
+            config: Some(d.join("pharos.toml")),
+            ..flags
+        };
+        let e = Settings::load(&o).unwrap_err();
+        std::fs::remove_dir_all(d).unwrap();
+        e
+    }
+
+    const NODES: &[u8] = b"127.0.0.1\n";
+
+    #[test]
+    fn port_zero_is_refused() {
+        let e = load_error(
+            "port0",
+            b"nodes = \"nodes\"\n\nport = 0\n",
+            NODES,
+            Overrides::default(),
+        );
+        assert!(
+            e.ends_with("pharos.toml:3: port 0 is not a port (1 to 65535)"),
+            "{e}"
+        );
+        let flags = Overrides {
+            port: Some(0),
+            ..Default::default()
+        };
+        let e = load_error("port0flag", b"nodes = \"nodes\"\n", NODES, flags);
+        assert_eq!(e, "--port 0: port 0 is not a port (1 to 65535)");
+    }
+
+    #[test]
+    fn a_tunable_given_a_boolean_is_refused_unless_it_is_0_or_1() {
+        let e = load_error(
+            "bool",
+            b"nodes = \"nodes\"\n[tunables]\nKeepaliveLimit = true\n",
+            NODES,
+            Overrides::default(),
+        );
+        assert!(
+            e.ends_with("pharos.toml:3: KeepaliveLimit: expected a number, got the boolean true"),
+            "{e}"
+        );
+        let e = load_error(
+            "boolduration",
+            b"nodes = \"nodes\"\n[tunables]\nKeepaliveInterval = false\n",
+            NODES,
+            Overrides::default(),
+        );
+        assert!(
+            e.contains("pharos.toml:3: KeepaliveInterval: expected a duration"),
+            "{e}"
+        );
+        let e = load_error(
+            "float",
+            b"nodes = \"nodes\"\n[tunables]\nKeepaliveLimit = 1.5\n",
+            NODES,
+            Overrides::default(),
+        );
+        assert!(
+            e.contains("pharos.toml:3: KeepaliveLimit: expected a number or a string"),
+            "{e}"
+        );
+        // A 0-or-1 tunable takes true and false.
+        let d = tmpdir("boolok");
+        std::fs::write(d.join("nodes"), NODES).unwrap();
+        std::fs::write(
+            d.join("pharos.toml"),
+            "nodes = \"nodes\"\n[tunables]\nTwoNode = true\nNoIPFailback = 1\n",
+        )
+        .unwrap();
+        let o = Overrides {
+            config: Some(d.join("pharos.toml")),
+            ..Default::default()
+        };
+        let s = Settings::load(&o).unwrap();
+        assert!(s.tunables.two_node && s.tunables.no_ip_failback);
+        std::fs::remove_dir_all(d).unwrap();
+    }
+
+    #[test]
+    fn a_quoted_key_keeps_its_line() {
+        let e = load_error(
+            "quoted",
+            b"nodes = \"nodes\"\n[tunables]\n\n\"KeepaliveLimit\" = 0\n",
+            NODES,
+            Overrides::default(),
+        );
+        assert!(
+            e.contains("pharos.toml:4: KeepaliveLimit:") && e.contains("out of range"),
+            "{e}"
+        );
+        let e = load_error(
+            "quoted2",
+            b"nodes = \"nodes\"\n[tunables]\nKeepaliveLimit = 3\n 'Bogus' = 1\n",
+            NODES,
+            Overrides::default(),
+        );
+        assert!(
+            e.ends_with("pharos.toml:4: unknown tunable \"Bogus\""),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_file_that_is_not_utf8_names_the_line_of_the_bad_byte() {
+        let e = load_error(
+            "utf8toml",
+            b"nodes = \"nodes\"\n# caf\xe9\nport = 1\n",
+            NODES,
+            Overrides::default(),
+        );
+        assert!(
+            e.ends_with("pharos.toml:2: not UTF-8 text (byte 0xe9)"),
+            "{e}"
+        );
+        let e = load_error(
+            "utf8nodes",
+            b"nodes = \"nodes\"\n",
+            b"127.0.0.1\n127.0.0.2\n\xff\n",
+            Overrides::default(),
+        );
+        assert!(e.ends_with("nodes:3: not UTF-8 text (byte 0xff)"), "{e}");
+        let d = tmpdir("utf8pub");
+        std::fs::write(d.join("pub"), b"10.0.0.1/24 eth0\n\n10.0.0.2/24 eth\x80\n").unwrap();
+        let flags = Overrides {
+            public_addresses: Some(d.join("pub")),
+            ..Default::default()
+        };
+        let e = load_error("utf8pubcfg", b"nodes = \"nodes\"\n", NODES, flags);
+        assert!(e.ends_with("pub:3: not UTF-8 text (byte 0x80)"), "{e}");
+        // A good public_addresses file is read at load.
+        std::fs::write(d.join("pub"), "10.0.0.1/24 eth0\n").unwrap();
+        std::fs::write(d.join("nodes"), NODES).unwrap();
+        let o = Overrides {
+            nodes: Some(d.join("nodes")),
+            public_addresses: Some(d.join("pub")),
+            ..Default::default()
+        };
+        assert_eq!(Settings::load(&o).unwrap().public_ips.unwrap().len(), 1);
+        std::fs::remove_dir_all(d).unwrap();
+    }
+
+    #[test]
+    fn an_etcd_lock_is_refused_at_validation() {
+        let e = load_error(
+            "etcd",
+            b"nodes = \"nodes\"\ncluster_lock = \"etcd:127.0.0.1:2379/pharos\"\n",
+            NODES,
+            Overrides::default(),
+        );
+        assert!(
+            e.contains("pharos.toml:2: cluster lock \"etcd:127.0.0.1:2379/pharos\": the etcd lock comes with the tokio shell"),
+            "{e}"
+        );
+        let flags = Overrides {
+            cluster_lock: Some("etcd:h:1/k".into()),
+            ..Default::default()
+        };
+        let e = load_error("etcdflag", b"nodes = \"nodes\"\n", NODES, flags);
+        assert!(
+            e.starts_with("--cluster-lock: cluster lock \"etcd:h:1/k\""),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_relative_lock_file_is_relative_to_the_config_file() {
+        let d = tmpdir("rellock");
+        std::fs::write(d.join("nodes"), NODES).unwrap();
+        std::fs::write(
+            d.join("pharos.toml"),
+            "nodes = \"nodes\"\ncluster_lock = \"fcntl:cluster.lock\"\n",
+        )
+        .unwrap();
+        let o = Overrides {
+            config: Some(d.join("pharos.toml")),
+            ..Default::default()
+        };
+        assert_eq!(
+            Settings::load(&o).unwrap().cluster_lock,
+            LockSpec::Fcntl(d.join("cluster.lock"))
+        );
         std::fs::remove_dir_all(d).unwrap();
     }
 }

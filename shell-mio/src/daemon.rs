@@ -5,12 +5,10 @@
 
 use crate::netio::{ClientConn, PeerConn, ReadOutcome};
 use mio::net::{TcpListener, UnixListener};
-use mio::{Events, Interest, Poll, Token};
+use mio::{Events, Interest, Poll, Token, Waker};
 use pharos_core::control::{Request, Response};
-use pharos_core::{
-    Action, ClientId, ConnId, Event, Instant, Link, LockResult, Node, NodeConfig, Pnn,
-};
-use pharos_host::lock::ClusterLock;
+use pharos_core::{Action, ClientId, ConnId, Event, Instant, Link, Node, NodeConfig, Pnn};
+use pharos_host::lock::LockService;
 use pharos_host::settings::Settings;
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
@@ -23,6 +21,8 @@ use std::time::Duration;
 const LISTENER: Token = Token(0);
 const CONTROL: Token = Token(1);
 const SIGNALS: Token = Token(2);
+/// The cluster lock's worker thread has answers.
+const LOCK: Token = Token(3);
 /// Peer connection tokens start here; control clients start at [`CLIENT_BASE`].
 const PEER_BASE: usize = 1 << 10;
 const CLIENT_BASE: usize = 1 << 30;
@@ -46,9 +46,8 @@ pub struct Daemon {
     free_clients: Vec<usize>,
     /// Connects that failed synchronously, reported after the current drain.
     failed_connects: VecDeque<Pnn>,
-    /// The cluster lock, and its answers waiting to be fed to the core.
-    lock: ClusterLock,
-    lock_results: VecDeque<LockResult>,
+    /// The cluster lock, run on its own thread; it wakes the loop through [`LOCK`].
+    lock: LockService,
     next_serial: u64,
     events: Events,
     /// Readiness of the current turn: (token, writable, readable).
@@ -113,6 +112,16 @@ impl Daemon {
         let mut control = bind_control(&settings.socket)?;
         let poll = Poll::new().map_err(|e| format!("epoll: {e}"))?;
         let mut signals = Signals::new([SIGTERM, SIGINT]).map_err(|e| format!("signals: {e}"))?;
+        // The lock provider may block (a hung shared file system): it runs on its own thread
+        // and wakes the loop when it has an answer.
+        let waker = Waker::new(poll.registry(), LOCK).map_err(|e| format!("epoll waker: {e}"))?;
+        let provider = settings.cluster_lock.provider()?;
+        let lock = LockService::start(
+            provider,
+            Box::new(move || {
+                let _ = waker.wake();
+            }),
+        )?;
         let reg = poll.registry();
         reg.register(&mut listener, LISTENER, Interest::READABLE)
             .and_then(|_| reg.register(&mut control, CONTROL, Interest::READABLE))
@@ -164,8 +173,7 @@ impl Daemon {
             clients: Vec::new(),
             free_clients: Vec::new(),
             failed_connects: VecDeque::with_capacity(n),
-            lock: ClusterLock::from_spec(&settings.cluster_lock)?,
-            lock_results: VecDeque::new(),
+            lock,
             next_serial: 1,
             events: Events::with_capacity(EVENTS),
             ready: Vec::with_capacity(EVENTS),
@@ -234,6 +242,11 @@ impl Daemon {
             match token {
                 LISTENER => self.accept_peers(),
                 CONTROL => self.accept_clients(),
+                LOCK => {
+                    while let Some(result) = self.lock.try_recv() {
+                        self.feed(Event::Lock(result));
+                    }
+                }
                 SIGNALS => {
                     if let Some(sig) = self.signals.pending().next() {
                         log::info!("signal {sig}: shutting down");
@@ -514,15 +527,10 @@ impl Daemon {
                     Action::Connect { peer, addr, local } => self.connect(peer, addr, local),
                     Action::Close { link } => self.close_link(link),
                     Action::Reply { client, response } => self.reply(client, &response),
-                    Action::AcquireLock => self.lock_results.push_back(self.lock.acquire()),
+                    Action::AcquireLock => self.lock.acquire(),
                     Action::ReleaseLock => self.lock.release(),
                     Action::ReleaseAllIps => log::info!("releasing all public IPs"),
                 }
-            }
-            if let Some(result) = self.lock_results.pop_front() {
-                let now = self.now();
-                let _ = self.node.handle(now, Event::Lock(result));
-                continue;
             }
             if let Some(peer) = self.failed_connects.pop_front() {
                 let now = self.now();
