@@ -154,9 +154,7 @@ fn execute(args: Args, out: &mut Outcome) -> Result<u8, String> {
     let elapsed = started.elapsed();
     if args.json {
         // Refusals are errors in JSON mode too; anything else is printed as the daemon sent it.
-        if let Err(e) = decode::<serde_json::Value>(&answer) {
-            return Err(e);
-        }
+        decode::<serde_json::Value>(&answer)?;
         out.stdout = format!("{answer}\n");
         if let Command::Nodestatus { .. } = args.command {
             return Ok(exit_ok(render::nodestatus(&decode::<Status>(&answer)?).1));

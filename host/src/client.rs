@@ -144,16 +144,11 @@ mod tests {
     use super::*;
     use std::os::unix::net::UnixListener;
 
-    fn dir(name: &str) -> std::path::PathBuf {
-        let d = std::env::temp_dir().join(format!("pharos-client-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).unwrap();
-        d
-    }
+    use crate::scratch::Scratch;
 
     #[test]
     fn the_path_is_named_for_what_it_is() {
-        let d = dir("kinds");
+        let d = Scratch::new("kinds");
         let limit = Duration::from_secs(1);
         let file = d.join("file");
         std::fs::write(&file, "x").unwrap();
@@ -162,7 +157,7 @@ mod tests {
             e.ends_with("file is a regular file, not a pharosd control socket"),
             "{e}"
         );
-        let e = request(&d, "ping\n", limit).unwrap_err();
+        let e = request(&d.0, "ping\n", limit).unwrap_err();
         assert!(
             e.contains("is a directory, not a pharosd control socket"),
             "{e}"
@@ -174,12 +169,11 @@ mod tests {
         drop(UnixListener::bind(&stale).unwrap());
         let e = request(&stale, "ping\n", limit).unwrap_err();
         assert!(e.contains("the socket is stale"), "{e}");
-        std::fs::remove_dir_all(&d).unwrap();
     }
 
     #[test]
     fn a_daemon_that_does_not_answer_times_out() {
-        let d = dir("silent");
+        let d = Scratch::new("silent");
         let path = d.join("s.sock");
         // Accepts (the kernel does, into the backlog) but never reads or answers: what a
         // SIGSTOPped daemon looks like from the client.
@@ -192,12 +186,11 @@ mod tests {
             "{e}"
         );
         assert!(took >= Duration::from_millis(300), "{took:?}");
-        std::fs::remove_dir_all(&d).unwrap();
     }
 
     #[test]
     fn a_full_accept_queue_times_out_too() {
-        let d = dir("backlog");
+        let d = Scratch::new("backlog");
         let path = d.join("s.sock");
         let l = Socket::new(Domain::UNIX, Type::STREAM, None).unwrap();
         l.bind(&SockAddr::unix(&path).unwrap()).unwrap();
@@ -206,12 +199,11 @@ mod tests {
         let _waiting = UnixStream::connect(&path).unwrap();
         let e = connect(&path, Duration::from_millis(200)).unwrap_err();
         assert!(e.contains("within 0.2 s"), "{e}");
-        std::fs::remove_dir_all(&d).unwrap();
     }
 
     #[test]
     fn the_answer_is_one_line() {
-        let d = dir("answer");
+        let d = Scratch::new("answer");
         let path = d.join("s.sock");
         let l = UnixListener::bind(&path).unwrap();
         let t = std::thread::spawn(move || {
@@ -230,6 +222,5 @@ mod tests {
         let e = request(&path, "ping\n", limit).unwrap_err();
         assert!(e.contains("without answering"), "{e}");
         t.join().unwrap();
-        std::fs::remove_dir_all(&d).unwrap();
     }
 }

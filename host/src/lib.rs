@@ -10,4 +10,5 @@ pub mod ipalloc_case;
 pub mod lock;
 pub mod render;
 pub mod schema;
+pub mod scratch;
 pub mod settings;

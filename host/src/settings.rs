@@ -295,15 +295,11 @@ fn warn_obsolete(def: &pharos_core::config::TunableDef) {
 mod tests {
     use super::*;
 
-    fn tmpdir(name: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!("pharos-config-{name}-{}", std::process::id()));
-        std::fs::create_dir_all(&d).unwrap();
-        d
-    }
+    use crate::scratch::Scratch;
 
     #[test]
     fn file_and_flags_merge_flags_win() {
-        let d = tmpdir("merge");
+        let d = Scratch::new("merge");
         std::fs::write(d.join("nodes"), "127.0.0.1\n127.0.0.2\n").unwrap();
         std::fs::write(
             d.join("pharos.toml"),
@@ -334,12 +330,11 @@ mod tests {
         o.tunables = vec!["KeepaliveLimit=7".into()];
         let s = Settings::load(&o).unwrap();
         assert_eq!((s.port, s.tunables.keepalive_limit), (6000, 7));
-        std::fs::remove_dir_all(d).unwrap();
     }
 
     #[test]
     fn errors_name_file_and_line() {
-        let d = tmpdir("errors");
+        let d = Scratch::new("errors");
         std::fs::write(d.join("nodes"), "127.0.0.1\n\nnot-an-ip\n").unwrap();
         std::fs::write(d.join("pharos.toml"), "nodes = \"nodes\"\n").unwrap();
         let o = Overrides {
@@ -390,21 +385,18 @@ mod tests {
         assert!(Settings::load(&Overrides::default())
             .unwrap_err()
             .contains("no nodes file"));
-        std::fs::remove_dir_all(d).unwrap();
     }
 
     /// One config file, one nodes file; the error of loading them.
     fn load_error(name: &str, toml: &[u8], nodes: &[u8], flags: Overrides) -> String {
-        let d = tmpdir(name);
+        let d = Scratch::new(name);
         std::fs::write(d.join("nodes"), nodes).unwrap();
         std::fs::write(d.join("pharos.toml"), toml).unwrap();
         let o = Overrides {
             config: Some(d.join("pharos.toml")),
             ..flags
         };
-        let e = Settings::load(&o).unwrap_err();
-        std::fs::remove_dir_all(d).unwrap();
-        e
+        Settings::load(&o).unwrap_err()
     }
 
     const NODES: &[u8] = b"127.0.0.1\n";
@@ -462,7 +454,7 @@ mod tests {
             "{e}"
         );
         // A 0-or-1 tunable takes true and false.
-        let d = tmpdir("boolok");
+        let d = Scratch::new("boolok");
         std::fs::write(d.join("nodes"), NODES).unwrap();
         std::fs::write(
             d.join("pharos.toml"),
@@ -475,7 +467,6 @@ mod tests {
         };
         let s = Settings::load(&o).unwrap();
         assert!(s.tunables.two_node && s.tunables.no_ip_failback);
-        std::fs::remove_dir_all(d).unwrap();
     }
 
     #[test]
@@ -521,7 +512,7 @@ mod tests {
             Overrides::default(),
         );
         assert!(e.ends_with("nodes:3: not UTF-8 text (byte 0xff)"), "{e}");
-        let d = tmpdir("utf8pub");
+        let d = Scratch::new("utf8pub");
         std::fs::write(d.join("pub"), b"10.0.0.1/24 eth0\n\n10.0.0.2/24 eth\x80\n").unwrap();
         let flags = Overrides {
             public_addresses: Some(d.join("pub")),
@@ -538,7 +529,6 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(Settings::load(&o).unwrap().public_ips.unwrap().len(), 1);
-        std::fs::remove_dir_all(d).unwrap();
     }
 
     #[test]
@@ -566,7 +556,7 @@ mod tests {
 
     #[test]
     fn a_relative_lock_file_is_relative_to_the_config_file() {
-        let d = tmpdir("rellock");
+        let d = Scratch::new("rellock");
         std::fs::write(d.join("nodes"), NODES).unwrap();
         std::fs::write(
             d.join("pharos.toml"),
@@ -581,6 +571,5 @@ mod tests {
             Settings::load(&o).unwrap().cluster_lock,
             LockSpec::Fcntl(d.join("cluster.lock"))
         );
-        std::fs::remove_dir_all(d).unwrap();
     }
 }

@@ -1,30 +1,12 @@
 //! The real `pharos` binary without a daemon: what it says about a bad socket path, a daemon
 //! that does not answer, and requests it refuses before sending.
 
+use pharos_host::scratch::Scratch;
 use std::os::unix::net::UnixListener;
-use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 const PHAROS: &str = env!("CARGO_BIN_EXE_pharos");
-
-/// A scratch directory, removed on drop.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(name: &str) -> Self {
-        let d = std::env::temp_dir().join(format!("pharos-cli-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).unwrap();
-        Scratch(d)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 fn pharos(socket: &std::path::Path, args: &[&str]) -> Output {
     Command::new(PHAROS)

@@ -27,11 +27,14 @@ pub const CHECK_INTERVAL: Duration = Duration::from_millis(250);
 /// Attempts to lock PATH when it is replaced between our open and our lock.
 const ATTEMPTS: usize = 3;
 
+/// A file's identity: (device, inode).
+type FileId = (u64, u64);
+
 /// The fcntl lock provider.
 pub struct FcntlLock {
     path: PathBuf,
-    /// Open (and locked) while held, with its (device, inode).
-    held: Option<(File, (u64, u64))>,
+    /// The lock file, open (and locked) while held, with its identity.
+    held: Option<(File, FileId)>,
 }
 
 impl FcntlLock {
@@ -41,7 +44,7 @@ impl FcntlLock {
     }
 
     /// Whether `path` still names the file open as `identity`.
-    fn same_file(&self, identity: (u64, u64)) -> Result<(), String> {
+    fn same_file(&self, identity: FileId) -> Result<(), String> {
         match std::fs::metadata(&self.path) {
             Ok(m) if (m.dev(), m.ino()) == identity => Ok(()),
             Ok(_) => Err(format!(
@@ -52,7 +55,8 @@ impl FcntlLock {
         }
     }
 
-    fn try_lock(&self) -> Result<Option<(File, (u64, u64))>, LockResult> {
+    /// Opens and locks PATH: `Ok(None)` when PATH was replaced meanwhile (try again).
+    fn try_lock(&self) -> Result<Option<(File, FileId)>, LockResult> {
         let fail = |e: std::io::Error| {
             log::warn!("cluster lock {}: {e}", self.path.display());
             LockResult::Failed
@@ -131,16 +135,11 @@ impl LockProvider for FcntlLock {
 mod tests {
     use super::*;
 
-    fn dir(name: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!("pharos-fcntl-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).unwrap();
-        d
-    }
+    use crate::scratch::Scratch;
 
     #[test]
     fn a_held_lock_notices_its_file_deleted_or_replaced() {
-        let d = dir("identity");
+        let d = Scratch::new("identity");
         let path = d.join("cluster.lock");
         let mut lock = FcntlLock::new(path.clone());
         assert_eq!(lock.acquire(), LockResult::Granted);
@@ -158,14 +157,12 @@ mod tests {
         let e = lock.check().unwrap_err();
         assert!(e.contains("replaced"), "{e}");
         lock.release();
-        std::fs::remove_dir_all(&d).unwrap();
     }
 
     #[test]
     fn an_unusable_path_fails() {
-        let d = dir("fail");
+        let d = Scratch::new("fail");
         let mut lock = FcntlLock::new(d.join("missing-dir/cluster.lock"));
         assert_eq!(lock.acquire(), LockResult::Failed);
-        std::fs::remove_dir_all(&d).unwrap();
     }
 }

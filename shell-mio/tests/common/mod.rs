@@ -41,23 +41,7 @@ pub fn free_port(n: u8) -> u16 {
     panic!("no free port on 127.0.0.1-{n}");
 }
 
-/// A scratch directory, removed on drop.
-pub struct Scratch(pub PathBuf);
-
-impl Scratch {
-    pub fn new(name: &str) -> Self {
-        let d = std::env::temp_dir().join(format!("pharos-test-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).unwrap();
-        Scratch(d)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+pub use pharos_host::scratch::Scratch;
 
 pub struct Cluster {
     pub dir: Scratch,
