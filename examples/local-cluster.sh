@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-cargo build -q -p pharos-mio
+cargo build -q -p pharos-mio -p pharos-host
 BIN=$PWD/target/debug
 DIR=$(mktemp -d "${TMPDIR:-/tmp}/pharos-demo.XXXXXX")
 declare -A PID=()

@@ -220,6 +220,8 @@ impl Follower {
             request: Request::Status,
         };
         let reply = self.mesh.handle_detached(0, event).reply;
-        reply.map(|r| r.to_json()).unwrap_or_default()
+        reply
+            .map(|r| pharos_host::schema::encode(&r))
+            .unwrap_or_default()
     }
 }

@@ -3,9 +3,11 @@
 //! A client sends one request as one line of text, the words of the CLI command
 //! (`status`, `setvar KeepaliveInterval 100ms`, ...), and gets one line of JSON back. Text keeps
 //! the socket usable by hand (`socat - UNIX:/run/pharos/pharosd.sock`); JSON is what `--json`
-//! prints. Parsing never panics; every bad request gets an error response.
+//! prints. Parsing never panics; every bad request gets an error response. The core answers
+//! with a typed [`Response`]; its JSON form is defined once, in the std host layer
+//! (`pharos-host`'s `schema`), which writes it for the daemon and reads it for the CLI.
 
-use crate::config::Tunables;
+use crate::config::{Tunables, MAX_NODES};
 use crate::types::{Generation, NodeFlags, Pnn};
 // Recovery mode is a node state the wire and the control protocol both show; it lives in
 // `types`, re-exported here where the status report uses it.
@@ -13,7 +15,7 @@ pub use crate::types::RecoveryMode;
 use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
-use core::fmt::{self, Write};
+use core::fmt;
 use core::net::IpAddr;
 
 /// Longest request line accepted, not counting its newline.
@@ -75,12 +77,32 @@ fn usage(cmd: &str, args: &str) -> ControlError {
     ControlError(format!("usage: {cmd} {args}"))
 }
 
-fn parse_pnn(word: &str) -> Result<Pnn, ControlError> {
+/// A PNN as a request names it: a node number below [`MAX_NODES`].
+pub fn parse_pnn(word: &str) -> Result<Pnn, ControlError> {
     word.parse::<u32>()
         .ok()
-        .filter(|&n| n != u32::MAX)
+        .filter(|&n| (n as usize) < MAX_NODES)
         .map(Pnn)
-        .ok_or_else(|| ControlError(format!("invalid PNN {word:?}")))
+        .ok_or_else(|| {
+            ControlError(format!(
+                "invalid PNN {word:?} (expected a node number from 0 to {})",
+                MAX_NODES - 1
+            ))
+        })
+}
+
+/// `setvar NAME VALUE...` with a value of several words (the CLI passes `"1 s"` as one
+/// argument): the tunable's own complaint about that value when it has one.
+fn multi_word_value(name: &str, words: &[&str]) -> ControlError {
+    let value = words.join(" ");
+    let reason = match Tunables::def(name) {
+        None => format!("unknown tunable {name:?}"),
+        Some(d) => match d.parse(&value) {
+            Err(e) => e,
+            Ok(_) => format!("{}: a value is one word, got {value:?}", d.name),
+        },
+    };
+    ControlError(format!("setvar: {reason}"))
 }
 
 impl Request {
@@ -102,7 +124,9 @@ impl Request {
             ("status", 0) => Request::Status,
             ("nodestatus", 0) => Request::NodeStatus(None),
             ("nodestatus", 1) if args[0] == "all" => Request::NodeStatus(None),
-            ("nodestatus", 1) => Request::NodeStatus(Some(parse_pnn(args[0])?)),
+            ("nodestatus", 1) => Request::NodeStatus(Some(
+                parse_pnn(args[0]).map_err(|e| ControlError(format!("nodestatus: {e}, or all")))?,
+            )),
             ("nodestatus", _) => return Err(usage(cmd, "[PNN|all]")),
             ("pnn", 0) => Request::Pnn,
             ("recmaster", 0) | ("leader", 0) => Request::Recmaster,
@@ -110,6 +134,7 @@ impl Request {
             ("getvar", 1) => Request::GetVar(args[0].to_string()),
             ("getvar", _) => return Err(usage(cmd, "NAME")),
             ("setvar", 2) => Request::SetVar(args[0].to_string(), args[1].to_string()),
+            ("setvar", n) if n > 2 => return Err(multi_word_value(args[0], &args[1..])),
             ("setvar", _) => return Err(usage(cmd, "NAME VALUE")),
             ("ping", 0) => Request::Ping,
             ("disable", 0) => Request::Admin(AdminCommand::Disable),
@@ -214,117 +239,6 @@ pub enum Response {
     Error(String),
 }
 
-/// Writes `s` as a JSON string literal.
-pub fn write_json_str(out: &mut String, s: &str) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-}
-
-fn pnn_json(p: Pnn) -> i64 {
-    if p == Pnn::NONE {
-        -1
-    } else {
-        p.0 as i64
-    }
-}
-
-impl Response {
-    /// The response as one line of JSON (no newline). The `status` object is the one DESIGN.md
-    /// fixes for `pharos --json status`.
-    pub fn to_json(&self) -> String {
-        let mut o = String::new();
-        match self {
-            Response::Status(s) => {
-                let _ = write!(
-                    o,
-                    "{{\"pnn\":{},\"generation\":{},\"recmaster\":{},\"recovery_mode\":\"{}\",\"quorate\":{},\"holds_lock\":{},\"nodes\":[",
-                    pnn_json(s.pnn),
-                    s.generation.0,
-                    pnn_json(s.recmaster),
-                                        s.recovery_mode.as_str(),
-                    s.quorate,
-                    s.holds_lock
-                );
-                for (i, n) in s.nodes.iter().enumerate() {
-                    if i > 0 {
-                        o.push(',');
-                    }
-                    let _ = write!(
-                        o,
-                        "{{\"pnn\":{},\"address\":\"{}\",\"flags\":[",
-                        n.pnn.0, n.address
-                    );
-                    for (j, name) in n.flags.names().enumerate() {
-                        if j > 0 {
-                            o.push(',');
-                        }
-                        write_json_str(&mut o, name);
-                    }
-                    let _ = write!(o, "],\"this_node\":{}}}", n.this_node);
-                }
-                o.push_str("]}");
-            }
-            Response::Pnn(p) => {
-                let _ = write!(o, "{{\"pnn\":{}}}", pnn_json(*p));
-            }
-            Response::Recmaster(p) => {
-                let _ = write!(o, "{{\"recmaster\":{}}}", pnn_json(*p));
-            }
-            Response::Vars(vars) => {
-                o.push_str("{\"vars\":[");
-                for (i, (name, value)) in vars.iter().enumerate() {
-                    if i > 0 {
-                        o.push(',');
-                    }
-                    o.push_str("{\"name\":");
-                    write_json_str(&mut o, name);
-                    o.push_str(",\"value\":");
-                    write_json_str(&mut o, value);
-                    o.push('}');
-                }
-                o.push_str("]}");
-            }
-            Response::Var(name, value) => {
-                o.push_str("{\"name\":");
-                write_json_str(&mut o, name);
-                o.push_str(",\"value\":");
-                write_json_str(&mut o, value);
-                o.push('}');
-            }
-            Response::Done(warning) => {
-                o.push_str("{\"ok\":true");
-                if let Some(w) = warning {
-                    o.push_str(",\"warning\":");
-                    write_json_str(&mut o, w);
-                }
-                o.push('}');
-            }
-            Response::Pong(p) => {
-                let _ = write!(o, "{{\"pong\":true,\"pnn\":{}}}", pnn_json(*p));
-            }
-            Response::Error(e) => {
-                o.push_str("{\"error\":");
-                write_json_str(&mut o, e);
-                o.push('}');
-            }
-        }
-        o
-    }
-}
-
 /// Answers the tunable requests against `tunables` (shared by every shell through `Node`).
 pub(crate) fn tunables_request(tunables: &mut Tunables, req: &Request) -> Option<Response> {
     Some(match req {
@@ -358,7 +272,6 @@ pub(crate) fn tunables_request(tunables: &mut Tunables, req: &Request) -> Option
 #[cfg(test)]
 mod tests {
     use super::*;
-    use alloc::vec;
 
     #[test]
     fn parse_requests() {
@@ -387,6 +300,29 @@ mod tests {
         ] {
             assert!(Request::parse(bad).is_err(), "{bad:?}");
         }
+        // The word the operator typed, and the range; never the "-1" of Pnn::NONE.
+        let e = Request::parse("nodestatus 4294967295").unwrap_err().0;
+        assert_eq!(
+            e,
+            "nodestatus: invalid PNN \"4294967295\" (expected a node number from 0 to 255), or all"
+        );
+        assert!(Request::parse("nodestatus 256").is_err());
+        assert_eq!(
+            Request::parse("nodestatus 255"),
+            Ok(Request::NodeStatus(Some(Pnn(255))))
+        );
+        // A value of several words gets the tunable's own complaint, not only the usage.
+        let e = Request::parse("setvar KeepaliveInterval 1 s")
+            .unwrap_err()
+            .0;
+        assert_eq!(
+            e,
+            "setvar: invalid duration \"1 s\" (expected e.g. 250ms, 2s or 2)"
+        );
+        let e = Request::parse("setvar KeepaliveLimit 1 2").unwrap_err().0;
+        assert!(e.contains("KeepaliveLimit: invalid number \"1 2\""), "{e}");
+        let e = Request::parse("setvar Bogus 1 2").unwrap_err().0;
+        assert!(e.contains("unknown tunable \"Bogus\""), "{e}");
         let long = "x".repeat(MAX_REQUEST_LEN + 1);
         assert!(Request::parse(&long).is_err());
         // The longest request parses back from its `to_line` (a control_request fuzz property).
@@ -408,42 +344,6 @@ mod tests {
         ] {
             assert_eq!(Request::parse(&r.to_line()), Ok(r));
         }
-    }
-
-    #[test]
-    fn status_json_has_the_design_shape() {
-        let s = StatusReport {
-            pnn: Pnn(0),
-            generation: Generation(5),
-            recmaster: Pnn::NONE,
-            recovery_mode: RecoveryMode::Normal,
-            quorate: true,
-            holds_lock: false,
-            nodes: vec![
-                NodeStatus {
-                    pnn: Pnn(0),
-                    address: "127.0.0.1".parse().unwrap(),
-                    flags: NodeFlags::empty(),
-                    this_node: true,
-                },
-                NodeStatus {
-                    pnn: Pnn(1),
-                    address: "::1".parse().unwrap(),
-                    flags: NodeFlags::DISCONNECTED.union(NodeFlags::BANNED),
-                    this_node: false,
-                },
-            ],
-        };
-        assert_eq!(
-            Response::Status(s).to_json(),
-            "{\"pnn\":0,\"generation\":5,\"recmaster\":-1,\"recovery_mode\":\"NORMAL\",\"quorate\":true,\"holds_lock\":false,\"nodes\":[\
-{\"pnn\":0,\"address\":\"127.0.0.1\",\"flags\":[],\"this_node\":true},\
-{\"pnn\":1,\"address\":\"::1\",\"flags\":[\"DISCONNECTED\",\"BANNED\"],\"this_node\":false}]}"
-        );
-        assert_eq!(
-            Response::Error("a\"b\n".into()).to_json(),
-            "{\"error\":\"a\\\"b\\n\"}"
-        );
     }
 
     #[test]

@@ -792,7 +792,10 @@ impl Shell {
             assert!(quorate, "{votes} of {expected} votes but not quorate");
         }
         if self.quorate && !quorate {
-            assert!(self.released_ips, "quorum lost without releasing the addresses");
+            assert!(
+                self.released_ips,
+                "quorum lost without releasing the addresses"
+            );
         }
         self.quorate = quorate;
         assert!(
@@ -940,10 +943,24 @@ impl Host for Checks<'_> {
             Action::Reply { client, response } => {
                 assert_eq!(Some(client), self.control, "unexpected reply");
                 self.replies += 1;
-                let json = response.to_json();
+                // The daemon's JSON for it reads back as the CLI reads it.
+                let json = pharos_host::schema::encode(&response);
                 assert!(json.starts_with('{') && json.ends_with('}'), "{json}");
-                if let Response::Status(s) = &response {
-                    assert_eq!(s.pnn, self.pnn);
+                match &response {
+                    Response::Status(s) => {
+                        assert_eq!(s.pnn, self.pnn);
+                        let back: pharos_host::schema::Status =
+                            pharos_host::schema::decode(&json).expect("status reads back");
+                        assert_eq!(back, pharos_host::schema::Status::from(s));
+                    }
+                    Response::Error(e) => {
+                        let back = pharos_host::schema::decode::<serde_json::Value>(&json);
+                        assert_eq!(back.as_ref(), Err(e), "{json}");
+                    }
+                    _ => {
+                        pharos_host::schema::decode::<serde_json::Value>(&json)
+                            .expect("valid JSON");
+                    }
                 }
             }
         }

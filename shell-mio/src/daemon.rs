@@ -9,19 +9,19 @@
 //! would announce bytes that are already there). Control clients are bounded in number (by
 //! the descriptor limit) and in time ([`CLIENT_TIMEOUT`]).
 
-use crate::config::Settings;
 use crate::control_socket::ControlSocket;
 use crate::descriptors::{self, BurstLog, Spare};
-use crate::lock::ClusterLock;
 use crate::netio::{last_word, ClientConn, ClientRead, PeerConn, ReadOutcome, CLIENT_TIMEOUT};
 use mio::net::{TcpListener, UnixStream};
-use mio::{Events, Interest, Poll, Token};
+use mio::{Events, Interest, Poll, Token, Waker};
 use pharos_core::control::{Request, Response};
 use pharos_core::drive::{Driver, Feedback, Frames, Host};
 use pharos_core::node::Disconnect;
 use pharos_core::{
     Action, ClientId, ConnId, Event, Instant, Link, Node, NodeConfig, Notification, Pnn,
 };
+use pharos_host::lock::LockService;
+use pharos_host::settings::Settings;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1, SIGUSR2};
 use signal_hook_mio::v1_0::Signals;
 use std::collections::HashMap;
@@ -32,6 +32,8 @@ use std::time::Duration;
 const LISTENER: Token = Token(0);
 const CONTROL: Token = Token(1);
 const SIGNALS: Token = Token(2);
+/// The cluster lock's worker thread has answers.
+const LOCK: Token = Token(3);
 /// Peer connection tokens start here; control clients start at [`CLIENT_BASE`].
 const PEER_BASE: usize = 1 << 10;
 const CLIENT_BASE: usize = 1 << 30;
@@ -113,8 +115,8 @@ struct Io {
     /// Recurring warnings: out of descriptors; client table full.
     shortage: BurstLog,
     crowding: BurstLog,
-    /// The cluster lock.
-    lock: ClusterLock,
+    /// The cluster lock, run on its own thread; it wakes the loop through [`LOCK`].
+    lock: LockService,
     /// The node said it is done (after a shutdown).
     exited: bool,
     next_serial: u64,
@@ -156,12 +158,21 @@ impl Daemon {
     /// Binds everything and creates the node. Errors are one line, ready to print.
     pub fn new(settings: &Settings) -> Result<Daemon, String> {
         // Everything that can be refused is checked before anything is bound.
-        let lock = ClusterLock::from_spec(&settings.cluster_lock)?;
+        let provider = settings.cluster_lock.provider()?;
         let (pnn, mut listener) = bind_cluster(settings)?;
         // From here on, an error drops `control`, which removes the socket file again.
         let mut control = ControlSocket::bind(&settings.socket)?;
         let poll = Poll::new().map_err(|e| format!("epoll: {e}"))?;
         let mut signals = Signals::new(SIGNALS_HANDLED).map_err(|e| format!("signals: {e}"))?;
+        // The lock provider may block (a hung shared file system): it runs on its own thread
+        // and wakes the loop when it has an answer.
+        let waker = Waker::new(poll.registry(), LOCK).map_err(|e| format!("epoll waker: {e}"))?;
+        let lock = LockService::start(
+            provider,
+            Box::new(move || {
+                let _ = waker.wake();
+            }),
+        )?;
         let reg = poll.registry();
         reg.register(&mut listener, LISTENER, Interest::READABLE)
             .and_then(|_| reg.register(&mut control.listener, CONTROL, Interest::READABLE))
@@ -334,6 +345,11 @@ impl Daemon {
             match token {
                 LISTENER => accept_peers = true,
                 CONTROL => accept_clients = true,
+                LOCK => {
+                    while let Some(result) = self.io.lock.try_recv() {
+                        self.feed(Event::Lock(result));
+                    }
+                }
                 SIGNALS => {
                     if self.handle_signals() == Some(SignalEvent::Shutdown) {
                         self.shutdown();
@@ -669,7 +685,7 @@ impl Host for Io {
             }
             Action::Close { link } => self.close_link(link),
             Action::Reply { client, response } => self.reply(client, &response),
-            Action::AcquireLock => feedback.push(Event::Lock(self.lock.acquire())),
+            Action::AcquireLock => self.lock.acquire(),
             Action::ReleaseLock => self.lock.release(),
             Action::ReleaseAllIps => log::info!("releasing all public IPs"),
             Action::Exit => self.exited = true,
@@ -943,7 +959,7 @@ impl Io {
         else {
             return;
         };
-        c.set_reply(response.to_json());
+        c.set_reply(pharos_host::schema::encode(response));
         let token = Token(CLIENT_BASE + slot);
         let _ = self
             .poll

@@ -1,12 +1,8 @@
 //! pharos-mio: the production shell around `pharos-core`: the `pharosd` daemon (a single-threaded
-//! mio event loop) and the `pharos` command-line tool.
+//! mio event loop). Settings, the cluster lock and the `pharos` CLI are in `pharos-host`.
 
-pub mod cli;
-pub mod config;
 pub mod control_socket;
 pub mod daemon;
 pub mod descriptors;
-pub mod ipalloc_case;
 pub mod line;
-pub mod lock;
 pub mod netio;

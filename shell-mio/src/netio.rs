@@ -269,6 +269,9 @@ impl ClientConn {
 /// Writes `error` as the protocol's error line to a client about to be dropped, if the socket
 /// takes it at once (never blocks; a fresh connection's buffer is empty, so it usually does).
 pub fn last_word(stream: &mut UnixStream, error: &str) {
-    let line = format!("{}\n", Response::Error(error.to_string()).to_json());
+    let line = format!(
+        "{}\n",
+        pharos_host::schema::encode(&Response::Error(error.to_string()))
+    );
     let _ = stream.write(line.as_bytes());
 }

@@ -197,7 +197,7 @@ fn sigterm_removes_socket_and_peers_see_eof() {
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.starts_with("pharos: cannot connect to pharosd") && err.lines().count() == 1,
+        err.starts_with("pharos: no control socket at") && err.lines().count() == 1,
         "{err}"
     );
 }

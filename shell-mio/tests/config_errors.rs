@@ -74,26 +74,37 @@ fn no_bindable_address_is_an_error() {
     assert!(err.contains("could not bind"), "{err}");
 }
 
+/// Issue 9 item 9: an etcd lock passed validation and failed only after binding, leaving a
+/// stale socket; `port = 0` was accepted (and bound a random port).
 #[test]
-fn cli_without_daemon_and_bad_arguments() {
-    let d = Scratch::new("cli");
-    let out = Command::new(PHAROS)
-        .args([
-            "--socket",
-            d.0.join("none.sock").to_str().unwrap(),
-            "status",
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(err.lines().count(), 1, "{err}");
-    assert!(err.contains("is pharosd running?"));
-    let out = Command::new(PHAROS).args(["frobnicate"]).output().unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let out = Command::new(PHAROS)
-        .args(["nodestatus", "x"])
-        .output()
-        .unwrap();
-    assert_ne!(out.status.code(), Some(0));
+fn unsupported_lock_and_port_zero_are_refused_before_binding() {
+    let d = Scratch::new("refused-early");
+    write(&d.0.join("nodes"), "127.0.0.1\n");
+    let sock = d.0.join("s.sock");
+    let cfg = d.0.join("pharos.toml");
+    write(
+        &cfg,
+        &format!(
+            "nodes = \"nodes\"\nsocket = \"{}\"\ncluster_lock = \"etcd:127.0.0.1:2379/pharos\"\n",
+            sock.display()
+        ),
+    );
+    let (code, err) = pharosd(&["--config", cfg.to_str().unwrap()]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("pharos.toml:3: cluster lock") && err.contains("etcd lock comes with"),
+        "{err}"
+    );
+    assert!(!sock.exists(), "a socket was bound");
+    write(
+        &cfg,
+        &format!(
+            "nodes = \"nodes\"\nsocket = \"{}\"\nport = 0\n",
+            sock.display()
+        ),
+    );
+    let (code, err) = pharosd(&["--config", cfg.to_str().unwrap()]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("pharos.toml:3: port 0 is not a port"), "{err}");
+    assert!(!sock.exists());
 }

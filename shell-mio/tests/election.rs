@@ -3,7 +3,6 @@
 mod common;
 
 use common::*;
-use std::os::fd::AsRawFd;
 use std::time::Duration;
 
 const FAST: &[&str] = &[
@@ -33,25 +32,6 @@ fn agreed(c: &Cluster, nodes: &[usize]) -> Option<(i64, u64)> {
     (r >= 0 && same && views[leader].2).then_some((r, g))
 }
 
-/// Whether another process holds an fcntl write lock on `path`'s first byte.
-fn lock_is_held_elsewhere(path: &std::path::Path) -> bool {
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(path)
-        .unwrap();
-    // SAFETY: a zeroed flock is valid; F_GETLK with a valid fd and pointer only reads the lock
-    // table (it never takes or drops a lock of this process).
-    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
-    fl.l_type = libc::F_WRLCK as libc::c_short;
-    fl.l_whence = libc::SEEK_SET as libc::c_short;
-    fl.l_len = 1;
-    // SAFETY: as above.
-    let rc = unsafe { libc::fcntl(f.as_raw_fd(), libc::F_GETLK, &mut fl) };
-    assert_eq!(rc, 0);
-    fl.l_type != libc::F_UNLCK as libc::c_short
-}
-
 #[test]
 fn recmaster_holds_the_fcntl_lock_and_fails_over_when_killed() {
     let dir = Scratch::new("lockfile");
@@ -68,7 +48,7 @@ fn recmaster_holds_the_fcntl_lock_and_fails_over_when_killed() {
     let (old, gen) = agreed(&c, &all).unwrap();
     assert!(gen > 1, "a recovery bumped the generation");
     assert!(
-        lock_is_held_elsewhere(&lock),
+        lock_holder(&lock).is_some(),
         "the recmaster holds the lock file"
     );
 
@@ -82,7 +62,7 @@ fn recmaster_holds_the_fcntl_lock_and_fails_over_when_killed() {
     let (new, new_gen) = agreed(&c, &survivors).unwrap();
     assert!(new_gen > gen);
     assert!(
-        lock_is_held_elsewhere(&lock),
+        lock_holder(&lock).is_some(),
         "the new recmaster {new} took the lock"
     );
     assert!(c.log(new as usize).contains("holds the cluster lock"));

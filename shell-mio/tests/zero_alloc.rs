@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use pharos_mio::config::{Overrides, Settings};
+use pharos_host::settings::{Overrides, Settings};
 use pharos_mio::daemon::Daemon;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;

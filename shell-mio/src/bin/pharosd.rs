@@ -1,7 +1,7 @@
 //! `pharosd`: the pharos cluster daemon (foreground, logs to stderr, `RUST_LOG` sets the level).
 
 use clap::Parser;
-use pharos_mio::config::{Overrides, Settings};
+use pharos_host::settings::{Overrides, Settings};
 use pharos_mio::daemon::Daemon;
 use std::io::Write;
 use std::net::IpAddr;

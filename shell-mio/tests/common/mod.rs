@@ -9,7 +9,22 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 pub const PHAROSD: &str = env!("CARGO_BIN_EXE_pharosd");
-pub const PHAROS: &str = env!("CARGO_BIN_EXE_pharos");
+
+/// Runs the `pharos` tool with `args`. The binary belongs to `pharos-host`, whose built binaries
+/// these tests cannot name, so this runs the binary's whole code path in-process
+/// (`pharos_host::cli::run`: argument parsing, the request, rendering, the exit code); only
+/// `main`'s two print calls are skipped.
+pub fn pharos_cli(args: &[&std::ffi::OsStr]) -> Output {
+    use std::os::unix::process::ExitStatusExt;
+    let out = pharos_host::cli::run(
+        std::iter::once(std::ffi::OsStr::new("pharos")).chain(args.iter().copied()),
+    );
+    Output {
+        status: std::process::ExitStatus::from_raw(i32::from(out.code) << 8),
+        stdout: out.stdout.into_bytes(),
+        stderr: out.stderr.into_bytes(),
+    }
+}
 
 /// Fast failure detection: keepalives every 100 ms, dead after 3 silent intervals.
 pub const FAST: &[&str] = &[
@@ -44,23 +59,7 @@ pub fn free_port(n: u8) -> u16 {
     panic!("no free port on 127.0.0.1-{n}");
 }
 
-/// A scratch directory, removed on drop.
-pub struct Scratch(pub PathBuf);
-
-impl Scratch {
-    pub fn new(name: &str) -> Self {
-        let d = std::env::temp_dir().join(format!("pharos-test-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).unwrap();
-        Scratch(d)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+pub use pharos_host::scratch::Scratch;
 
 pub struct Cluster {
     pub dir: Scratch,
@@ -179,13 +178,12 @@ impl Cluster {
             .is_some_and(|c| c.try_wait().unwrap().is_none())
     }
 
+    /// `pharos --socket SOCKET(i) ARGS...`.
     pub fn pharos(&self, i: usize, args: &[&str]) -> Output {
-        Command::new(PHAROS)
-            .arg("--socket")
-            .arg(self.socket(i))
-            .args(args)
-            .output()
-            .unwrap()
+        let socket = self.socket(i);
+        let mut argv: Vec<&std::ffi::OsStr> = vec!["--socket".as_ref(), socket.as_os_str()];
+        argv.extend(args.iter().map(std::ffi::OsStr::new));
+        pharos_cli(&argv)
     }
 
     /// `pharos --json status` on node `i`, parsed; `None` if it does not answer.
@@ -257,6 +255,22 @@ pub fn wait_for(limit: Duration, mut cond: impl FnMut() -> bool) -> Option<Durat
         }
         std::thread::sleep(Duration::from_millis(10));
     }
+}
+
+/// The PID of the process holding an fcntl write lock on `path`'s first byte, if any.
+pub fn lock_holder(path: &Path) -> Option<i32> {
+    use std::os::fd::AsRawFd;
+    let f = std::fs::OpenOptions::new().read(true).open(path).ok()?;
+    // SAFETY: a zeroed flock is valid; F_GETLK with a valid fd and pointer only reads the lock
+    // table (it never takes or drops a lock of this process).
+    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+    fl.l_type = libc::F_WRLCK as libc::c_short;
+    fl.l_whence = libc::SEEK_SET as libc::c_short;
+    fl.l_len = 1;
+    // SAFETY: as above.
+    let rc = unsafe { libc::fcntl(f.as_raw_fd(), libc::F_GETLK, &mut fl) };
+    assert_eq!(rc, 0, "F_GETLK {}", path.display());
+    (fl.l_type != libc::F_UNLCK as libc::c_short).then_some(fl.l_pid)
 }
 
 pub fn write(path: &Path, text: &str) {

@@ -1,7 +1,7 @@
 //! CTDB's own IP-allocation unit tests (`ctdb/tests/UNIT/takeover/*.sh`), re-encoded as data in
 //! `tests/data/ctdb-takeover/`: every step of every case must give CTDB's allocation exactly.
 
-use pharos_mio::ipalloc_case::{check, run};
+use pharos_host::ipalloc_case::{check, run};
 use std::path::{Path, PathBuf};
 
 fn cases() -> Vec<PathBuf> {
@@ -96,7 +96,7 @@ fn cli_output_matches_expected() {
 #[test]
 fn mutated_cases_never_panic() {
     use pharos_core::rng::Rng;
-    use pharos_mio::ipalloc_case::{parse, run_case};
+    use pharos_host::ipalloc_case::{parse, run_case};
     let alphabet = b"0123456789-,:[]{}\" nulltrueaxX.";
     let mut rng = Rng::new(4);
     let mut outcomes = (0, 0);

@@ -1,0 +1,276 @@
+//! The control socket's JSON answers: one set of serde types, written by the daemon (from the
+//! core's typed [`Response`]) and read back by the `pharos` CLI, so the shape is defined once.
+//!
+//! The shape is a contract (DESIGN.md, "CLI"): `pharos --json` prints these objects as the
+//! daemon sent them. PNNs are numbers, `-1` where the core says [`Pnn::NONE`] ("none known");
+//! `flags` lists flag names, empty when the node is OK.
+
+use pharos_core::control::{Response, StatusReport};
+use pharos_core::Pnn;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use std::net::IpAddr;
+
+/// The answer to `status` and `nodestatus`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Status {
+    /// The answering node.
+    pub pnn: i64,
+    /// Its generation.
+    pub generation: u64,
+    /// The recovery master it follows, -1 while none is known.
+    pub recmaster: i64,
+    /// `NORMAL` or `ACTIVE`.
+    pub recovery_mode: String,
+    /// Whether its partition has quorum.
+    pub quorate: bool,
+    /// Whether it holds the cluster lock.
+    pub holds_lock: bool,
+    /// Node slots, deleted ones included (`nodestatus PNN`: just that one).
+    pub nodes: Vec<NodeLine>,
+}
+
+/// One node slot in a [`Status`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeLine {
+    /// Its PNN.
+    pub pnn: u32,
+    /// Its address (`0.0.0.0` for a deleted node, as CTDB shows it).
+    pub address: IpAddr,
+    /// Its flags as the answering node sees them (`DISCONNECTED`, `BANNED`, ...); empty = OK.
+    pub flags: Vec<String>,
+    /// Whether it is the answering node.
+    pub this_node: bool,
+}
+
+/// The answer to `pnn`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PnnAnswer {
+    /// The answering node.
+    pub pnn: i64,
+}
+
+/// The answer to `recmaster`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecmasterAnswer {
+    /// The recovery master, -1 while none is known.
+    pub recmaster: i64,
+}
+
+/// The answer to `listvars`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Vars {
+    /// Every tunable, in CTDB's order.
+    pub vars: Vec<Var>,
+}
+
+/// The answer to `getvar`, and one entry of [`Vars`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Var {
+    /// CTDB's name.
+    pub name: String,
+    /// The value as CTDB prints it (`1`, `250ms`).
+    pub value: String,
+}
+
+/// The answer to `setvar` and the admin commands.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Done {
+    /// Always true.
+    pub ok: bool,
+    /// Something the operator should know (an obsolete tunable), absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warning: Option<String>,
+}
+
+/// The answer to `ping`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pong {
+    /// Always true.
+    pub pong: bool,
+    /// The answering node.
+    pub pnn: i64,
+}
+
+/// A refused request.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ErrorAnswer {
+    /// Why, in one line.
+    pub error: String,
+}
+
+/// A PNN as the JSON carries it: -1 for [`Pnn::NONE`].
+pub fn pnn_number(p: Pnn) -> i64 {
+    if p == Pnn::NONE {
+        -1
+    } else {
+        i64::from(p.0)
+    }
+}
+
+impl From<&StatusReport> for Status {
+    fn from(s: &StatusReport) -> Self {
+        Status {
+            pnn: pnn_number(s.pnn),
+            generation: u64::from(s.generation.0),
+            recmaster: pnn_number(s.recmaster),
+            recovery_mode: s.recovery_mode.as_str().to_string(),
+            quorate: s.quorate,
+            holds_lock: s.holds_lock,
+            nodes: s
+                .nodes
+                .iter()
+                .map(|n| NodeLine {
+                    pnn: n.pnn.0,
+                    address: n.address,
+                    flags: n.flags.names().map(str::to_string).collect(),
+                    this_node: n.this_node,
+                })
+                .collect(),
+        }
+    }
+}
+
+fn to_line<T: Serialize>(value: &T) -> String {
+    // These types are plain structs of strings, numbers and lists: serde_json cannot fail on
+    // them. Should it ever, the client still gets a well-formed error rather than nothing.
+    serde_json::to_string(value)
+        .unwrap_or_else(|_| r#"{"error":"pharosd could not encode its answer"}"#.to_string())
+}
+
+/// The response as one line of JSON, without the newline: what the daemon writes back.
+pub fn encode(response: &Response) -> String {
+    match response {
+        Response::Status(s) => to_line(&Status::from(s)),
+        Response::Pnn(p) => to_line(&PnnAnswer {
+            pnn: pnn_number(*p),
+        }),
+        Response::Recmaster(p) => to_line(&RecmasterAnswer {
+            recmaster: pnn_number(*p),
+        }),
+        Response::Vars(vars) => to_line(&Vars {
+            vars: vars
+                .iter()
+                .map(|(name, value)| Var {
+                    name: name.to_string(),
+                    value: value.clone(),
+                })
+                .collect(),
+        }),
+        Response::Var(name, value) => to_line(&Var {
+            name: name.to_string(),
+            value: value.clone(),
+        }),
+        Response::Done(warning) => to_line(&Done {
+            ok: true,
+            warning: warning.clone(),
+        }),
+        Response::Pong(p) => to_line(&Pong {
+            pong: true,
+            pnn: pnn_number(*p),
+        }),
+        Response::Error(e) => to_line(&ErrorAnswer { error: e.clone() }),
+    }
+}
+
+/// Reads one answer line as `T`. A refusal (`{"error": ...}`) gives the daemon's reason; an
+/// answer of another shape gives `unexpected answer from pharosd (...)`.
+pub fn decode<T: DeserializeOwned>(json: &str) -> Result<T, String> {
+    if let Ok(e) = serde_json::from_str::<ErrorAnswer>(json) {
+        return Err(e.error);
+    }
+    serde_json::from_str(json).map_err(|e| format!("unexpected answer from pharosd ({e}): {json}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pharos_core::control::{NodeStatus, RecoveryMode};
+    use pharos_core::{Generation, NodeFlags};
+
+    fn report() -> StatusReport {
+        StatusReport {
+            pnn: Pnn(0),
+            generation: Generation(5),
+            recmaster: Pnn::NONE,
+            recovery_mode: RecoveryMode::Normal,
+            quorate: true,
+            holds_lock: false,
+            nodes: vec![
+                NodeStatus {
+                    pnn: Pnn(0),
+                    address: "127.0.0.1".parse().unwrap(),
+                    flags: NodeFlags::empty(),
+                    this_node: true,
+                },
+                NodeStatus {
+                    pnn: Pnn(1),
+                    address: "::1".parse().unwrap(),
+                    flags: NodeFlags::DISCONNECTED.union(NodeFlags::BANNED),
+                    this_node: false,
+                },
+            ],
+        }
+    }
+
+    /// The bytes of the contract, pinned: field names and order, -1, flag names.
+    #[test]
+    fn status_json_has_the_design_shape() {
+        assert_eq!(
+            encode(&Response::Status(report())),
+            "{\"pnn\":0,\"generation\":5,\"recmaster\":-1,\"recovery_mode\":\"NORMAL\",\"quorate\":true,\"holds_lock\":false,\"nodes\":[\
+{\"pnn\":0,\"address\":\"127.0.0.1\",\"flags\":[],\"this_node\":true},\
+{\"pnn\":1,\"address\":\"::1\",\"flags\":[\"DISCONNECTED\",\"BANNED\"],\"this_node\":false}]}"
+        );
+        assert_eq!(
+            encode(&Response::Error("a\"b\n".into())),
+            "{\"error\":\"a\\\"b\\n\"}"
+        );
+        assert_eq!(
+            encode(&Response::Recmaster(Pnn::NONE)),
+            "{\"recmaster\":-1}"
+        );
+        assert_eq!(encode(&Response::Pong(Pnn(2))), "{\"pong\":true,\"pnn\":2}");
+        assert_eq!(encode(&Response::Done(None)), "{\"ok\":true}");
+        assert_eq!(
+            encode(&Response::Done(Some("old".into()))),
+            "{\"ok\":true,\"warning\":\"old\"}"
+        );
+        assert_eq!(
+            encode(&Response::Var("KeepaliveLimit", "3".into())),
+            "{\"name\":\"KeepaliveLimit\",\"value\":\"3\"}"
+        );
+    }
+
+    /// What the daemon writes, the CLI reads back as the same values.
+    #[test]
+    fn every_answer_reads_back() {
+        let status: Status = decode(&encode(&Response::Status(report()))).unwrap();
+        assert_eq!(status, Status::from(&report()));
+        assert_eq!(status.nodes[1].flags, ["DISCONNECTED", "BANNED"]);
+        let p: PnnAnswer = decode(&encode(&Response::Pnn(Pnn(3)))).unwrap();
+        assert_eq!(p.pnn, 3);
+        let r: RecmasterAnswer = decode(&encode(&Response::Recmaster(Pnn::NONE))).unwrap();
+        assert_eq!(r.recmaster, -1);
+        let v: Vars = decode(&encode(&Response::Vars(vec![
+            ("KeepaliveInterval", "1".into()),
+            ("KeepaliveLimit", "3".into()),
+        ])))
+        .unwrap();
+        assert_eq!(v.vars[1].name, "KeepaliveLimit");
+        let d: Done = decode(&encode(&Response::Done(Some("w".into())))).unwrap();
+        assert_eq!(d.warning.as_deref(), Some("w"));
+        let d: Done = decode(&encode(&Response::Done(None))).unwrap();
+        assert_eq!(d.warning, None);
+        let p: Pong = decode(&encode(&Response::Pong(Pnn(1)))).unwrap();
+        assert_eq!(p.pnn, 1);
+        // A refusal is the daemon's reason, whatever was expected.
+        let e = decode::<Status>(&encode(&Response::Error("no such node".into())));
+        assert_eq!(e, Err("no such node".to_string()));
+        // Another shape is an unexpected answer, not a panic.
+        let e = decode::<Status>("{}").unwrap_err();
+        assert!(e.starts_with("unexpected answer from pharosd"), "{e}");
+        assert!(decode::<Pong>("not json").is_err());
+    }
+}
