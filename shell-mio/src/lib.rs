@@ -4,6 +4,7 @@
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod hosting;
 pub mod ipalloc_case;
 pub mod lock;
 pub mod netio;
