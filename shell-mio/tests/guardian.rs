@@ -18,7 +18,7 @@ use pharos_mio::hosting::guardian::{Delivery, Guardian, GuardianConfig, Guardian
 use pharos_mio::hosting::netlink::{Lifetime, Netlink, Reply};
 use pharos_mio::hosting::{iface, IfaceAddr};
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{IpAddr, SocketAddr, TcpListener};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Child, ChildStdin, Command, Stdio};
@@ -289,8 +289,10 @@ impl Setup {
         shown.split_whitespace().any(|w| w == cidr)
     }
 
-    /// The first connection's bytes and when it was accepted, within the deadline.
-    fn delivery(&self) -> (Instant, Vec<u8>) {
+    /// The first connection's bytes and when it was accepted, within the deadline; and the
+    /// connection, still open: the guardian waits for us to close it, so anything it would do
+    /// after delivering cannot have happened yet.
+    fn delivery(&self) -> (Instant, Vec<u8>, TcpStream) {
         let deadline = Instant::now() + DEADLINE;
         loop {
             match self.listener.accept() {
@@ -300,7 +302,7 @@ impl Setup {
                     s.set_read_timeout(Some(DEADLINE)).unwrap();
                     let mut bytes = Vec::new();
                     s.read_to_end(&mut bytes).unwrap();
-                    return (at, bytes);
+                    return (at, bytes, s);
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                     let left = deadline.saturating_duration_since(Instant::now());
@@ -470,9 +472,9 @@ fn kill9_fences_and_delivers() {
     let mut s = Setup::new("k9", "kill", 300);
     let t0 = Instant::now();
     s.daemon.signal(libc::SIGKILL);
-    let (at, bytes) = s.delivery();
+    let (at, bytes, _conn) = s.delivery();
     assert_eq!(bytes, MESSAGE);
-    // Removal comes before delivery, so this needs no waiting.
+    // Removal comes before delivery (and the guardian is waiting for us to close): no waiting.
     s.fenced_exactly();
     println!(
         "  kill -9 -> addresses removed and bytes at the peer: {:?}",
@@ -487,7 +489,7 @@ fn sigstop_kills_then_fences() {
     let mut s = Setup::new("stop", "kill", 300);
     let t0 = Instant::now();
     s.daemon.signal(libc::SIGSTOP);
-    let (at, bytes) = s.delivery();
+    let (at, bytes, _conn) = s.delivery();
     assert_eq!(bytes, MESSAGE);
     s.fenced_exactly();
     let took = at - t0;
@@ -509,7 +511,7 @@ fn group_sigstop_report_keeps_daemon() {
     let mut s = Setup::new("grp", "report", 300);
     // SAFETY: kill(2) on the process group of the process this test started.
     assert_eq!(unsafe { libc::kill(-s.daemon.pid(), libc::SIGSTOP) }, 0);
-    let (_, bytes) = s.delivery();
+    let (_, bytes, _conn) = s.delivery();
     assert_eq!(bytes, MESSAGE);
     s.fenced_exactly();
     // SAFETY: as above.
@@ -579,7 +581,7 @@ fn measure_fencing() {
         let mut s = Setup::new("mes", "kill", 300);
         let t0 = Instant::now();
         s.daemon.signal(libc::SIGKILL);
-        let (at, bytes) = s.delivery();
+        let (at, bytes, _conn) = s.delivery();
         assert_eq!(bytes, MESSAGE);
         took.push(at - t0);
         s.fenced_exactly();

@@ -6,7 +6,7 @@ use super::{monotonic_ns, GuardianConfig, OnHang, KILL_WAIT, NETLINK_WAIT};
 use crate::hosting::netlink::{Netlink, Reply};
 use crate::hosting::IfaceAddr;
 use socket2::{Domain, Protocol, Socket, Type};
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::os::fd::{IntoRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
@@ -324,7 +324,10 @@ fn poll_in(timeout_ms: i32) {
     unsafe { libc::poll(&mut pfd, 1, timeout_ms) };
 }
 
-/// Connects from `d.local` to `d.peer` and writes `d.bytes`, each step within `timeout`.
+/// Connects from `d.local` to `d.peer` and writes `d.bytes`, each step within `timeout`; then
+/// waits (up to `timeout` again) for the peer to close. Delivered once written; the wait is so
+/// that our close never resets the connection (which can discard the bytes before the peer's
+/// application read them) and so that "fenced" is reported once the peers have the news.
 fn deliver(d: &Delivery, timeout: Duration) -> io::Result<()> {
     let sock = Socket::new(
         Domain::for_address(d.peer),
@@ -334,8 +337,12 @@ fn deliver(d: &Delivery, timeout: Duration) -> io::Result<()> {
     sock.bind(&SocketAddr::new(d.local, 0).into())?;
     sock.connect_timeout(&d.peer.into(), timeout)?;
     sock.set_write_timeout(Some(timeout))?;
+    sock.set_read_timeout(Some(timeout))?;
     sock.set_tcp_nodelay(true)?;
     let mut stream: TcpStream = sock.into();
     stream.write_all(&d.bytes)?;
-    stream.shutdown(Shutdown::Write)
+    stream.shutdown(Shutdown::Write)?;
+    let mut sink = [0u8; 256];
+    while matches!(stream.read(&mut sink), Ok(n) if n > 0) {}
+    Ok(())
 }
