@@ -25,8 +25,10 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc::{self, Receiver};
 use std::time::{Duration, Instant};
 
-const HELD: [&str; 2] = ["10.213.1.10/24", "fd00:213:1::10/64"];
-const UNTOLD: &str = "10.213.1.20/24";
+/// The IPv4 one is the first in its subnet on d0 (its primary): the untold address added after
+/// it is its secondary, which the kernel would remove with it unless promote_secondaries is set.
+const HELD: [&str; 2] = ["10.213.2.10/24", "fd00:213:1::10/64"];
+const UNTOLD: &str = "10.213.2.20/24";
 const NODE: &str = "10.213.1.1";
 const PEER: &str = "10.213.1.2";
 const MESSAGE: &[u8] = b"released by the guardian of node 0";
@@ -212,6 +214,9 @@ fn daemon_role(args: &[String]) {
             let cmd: Vec<u8> = line.drain(..=pos).collect();
             match String::from_utf8_lossy(&cmd).trim() {
                 "release" => {
+                    // As pharosd must on a public interface before removing anything there.
+                    // (Only here: the kill and stop cases rely on the guardian doing it.)
+                    iface::promote_secondaries(ifindex).unwrap();
                     removes_left = held.len();
                     for a in &held {
                         nl.remove(a);
@@ -257,7 +262,6 @@ impl Setup {
         let peer = Netns::new(&format!("{tag}-p"));
         veth(&node, "d0", &peer, "d0p");
         node.ip(&["addr", "add", &format!("{NODE}/24"), "dev", "d0"]);
-        node.ip(&["addr", "add", UNTOLD, "dev", "d0"]);
         peer.ip(&["addr", "add", &format!("{PEER}/24"), "dev", "d0p"]);
         let listener = peer.enter(|| TcpListener::bind((PEER, 0)).unwrap());
         listener.set_nonblocking(true).unwrap();
@@ -279,6 +283,7 @@ impl Setup {
             _peer: peer,
         };
         s.daemon.expect("held");
+        s.node.ip(&["addr", "add", UNTOLD, "dev", "d0"]);
         assert!(s.has(HELD[0]) && s.has(HELD[1]) && s.has(UNTOLD));
         s
     }

@@ -176,6 +176,33 @@ fn remove_touches_only_the_exact_prefix() {
 }
 
 #[test]
+fn removing_a_primary_keeps_its_secondaries_once_promoted() {
+    if skip("removing_a_primary_keeps_its_secondaries_once_promoted") {
+        return;
+    }
+    let pair = Pair::new("pri");
+    pair.node.enter(|| {
+        let d0 = iface::index("d0").unwrap();
+        let mine = IfaceAddr::new(d0, V4.parse().unwrap(), 24).unwrap();
+        let theirs = IfaceAddr::new(d0, "10.213.1.20".parse().unwrap(), 24).unwrap();
+        let mut c = Client::open();
+        iface::promote_secondaries(d0).unwrap();
+        let id = c.nl.add(&mine, Lifetime::Permanent);
+        assert_eq!(c.one(id), Ok(Reply::Done));
+        // Someone else's address in the same subnet: the secondary of ours.
+        pair.node
+            .ip(&["addr", "add", "10.213.1.20/24", "dev", "d0"]);
+        let id = c.nl.remove(&mine);
+        assert_eq!(c.one(id), Ok(Reply::Done));
+        assert!(
+            c.find(&theirs).is_some(),
+            "removing our primary took their secondary with it"
+        );
+        assert!(c.find(&mine).is_none());
+    });
+}
+
+#[test]
 fn renew_extends_and_never_resurrects() {
     if skip("renew_extends_and_never_resurrects") {
         return;

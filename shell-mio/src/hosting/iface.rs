@@ -77,3 +77,18 @@ pub fn mac(ifindex: u32) -> io::Result<[u8; 6]> {
 fn invalid(msg: String) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidInput, msg)
 }
+
+/// Sets `net.ipv4.conf.IFACE.promote_secondaries=1` for interface `ifindex` (in the current
+/// network namespace), as CTDB does on its public interfaces. Without it, removing an IPv4
+/// address that is the *primary* of its subnet on the interface (the first one added) makes the
+/// kernel remove every *secondary* address of that subnet with it: other public addresses, or
+/// someone else's. With it, a secondary is promoted instead. Call it for every public interface
+/// before removing anything there; the guardian calls it before fencing. No write when already set.
+pub fn promote_secondaries(ifindex: u32) -> io::Result<()> {
+    let ifname = name(ifindex)?;
+    let path = format!("/proc/sys/net/ipv4/conf/{ifname}/promote_secondaries");
+    if std::fs::read_to_string(&path)?.trim() == "1" {
+        return Ok(());
+    }
+    std::fs::write(&path, "1\n").map_err(|e| io::Error::new(e.kind(), format!("{path}: {e}")))
+}

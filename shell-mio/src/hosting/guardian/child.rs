@@ -4,7 +4,7 @@
 use super::wire::{Delivery, FenceReason, FenceReport, FromGuardian, ToGuardian, MAX_MESSAGE};
 use super::{monotonic_ns, GuardianConfig, OnHang, KILL_WAIT, NETLINK_WAIT};
 use crate::hosting::netlink::{Netlink, Reply};
-use crate::hosting::IfaceAddr;
+use crate::hosting::{iface, IfaceAddr};
 use socket2::{Domain, Protocol, Socket, Type};
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
@@ -209,6 +209,20 @@ impl Watch {
                 r.failed = self.held.len() as u32;
             }
             Ok(mut nl) => {
+                // Removing a primary IPv4 address must not take secondaries it was not told
+                // about with it.
+                let mut v4_ifaces: Vec<u32> = self
+                    .held
+                    .iter()
+                    .filter(|a| a.addr.is_ipv4())
+                    .map(|a| a.ifindex)
+                    .collect();
+                v4_ifaces.dedup();
+                for i in v4_ifaces {
+                    if let Err(e) = iface::promote_secondaries(i) {
+                        log::warn!("guardian: {e}");
+                    }
+                }
                 for a in &self.held {
                     nl.remove(a);
                 }
