@@ -221,6 +221,11 @@ fn renew_extends_and_never_resurrects() {
             let info = c.find(&a).unwrap();
             assert!(matches!(info.valid_lft, Some(590..=600)), "{info:?}");
             assert!(matches!(info.preferred_lft, Some(590..=600)), "{info:?}");
+            assert_eq!(
+                info.flags & 0x40,
+                0,
+                "a renewal must not start DAD: {info:?}"
+            );
 
             // Removed meanwhile (by the guardian, an operator, or expiry): a renewal must not
             // bring it back.
@@ -293,7 +298,7 @@ fn link_watch_reports_carrier() {
         let deadline = Instant::now() + Duration::from_secs(5);
         let mut events = Events::with_capacity(4);
         loop {
-            if watch.receive().unwrap().iter().any(|e| want(e)) {
+            if watch.receive().unwrap().iter().any(want) {
                 return;
             }
             let left = deadline.saturating_duration_since(Instant::now());
