@@ -147,10 +147,10 @@ fn daemon_role(args: &[String]) {
 
     let mut poll = Poll::new().unwrap();
     poll.registry()
-        .register(&mut nl, Token(0), Interest::READABLE)
+        .register(&mut SourceFd(&nl.as_raw_fd()), Token(0), Interest::READABLE)
         .unwrap();
     poll.registry()
-        .register(&mut g, Token(1), Interest::READABLE)
+        .register(&mut SourceFd(&g.as_raw_fd()), Token(1), Interest::READABLE)
         .unwrap();
     // SAFETY: fcntl on our own stdin.
     unsafe {

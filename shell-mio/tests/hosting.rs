@@ -4,6 +4,7 @@
 
 mod netns;
 
+use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 use netns::{skip, veth, Netns};
 use pharos_mio::hosting::announce::{self, Announcer, SCHEDULE};
@@ -50,10 +51,10 @@ struct Client {
 
 impl Client {
     fn open() -> Client {
-        let mut nl = Netlink::open().unwrap();
+        let nl = Netlink::open().unwrap();
         let poll = Poll::new().unwrap();
         poll.registry()
-            .register(&mut nl, Token(0), Interest::READABLE)
+            .register(&mut SourceFd(&nl.as_raw_fd()), Token(0), Interest::READABLE)
             .unwrap();
         Client { nl, poll }
     }
@@ -292,7 +293,11 @@ fn link_watch_reports_carrier() {
         .enter(|| (LinkWatch::open().unwrap(), iface::index("d0").unwrap()));
     let mut poll = Poll::new().unwrap();
     poll.registry()
-        .register(&mut watch, Token(1), Interest::READABLE)
+        .register(
+            &mut SourceFd(&watch.as_raw_fd()),
+            Token(1),
+            Interest::READABLE,
+        )
         .unwrap();
     let mut wait_for = |want: &dyn Fn(&LinkEvent) -> bool| {
         let deadline = Instant::now() + Duration::from_secs(5);

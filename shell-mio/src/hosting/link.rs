@@ -4,13 +4,12 @@
 //! public interface loses its carrier give its addresses away).
 
 use super::netlink::next_message;
-use mio::unix::SourceFd;
 use netlink_packet_core::{NetlinkMessage, NetlinkPayload, NLM_F_DUMP, NLM_F_REQUEST};
 use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
 use netlink_packet_route::RouteNetlinkMessage;
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
 use std::io;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
 
 /// One interface's state, from an `RTM_NEWLINK` or `RTM_DELLINK`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,7 +26,7 @@ pub struct LinkEvent {
     pub removed: bool,
 }
 
-/// A non-blocking subscription to link changes; register it with mio.
+/// A non-blocking subscription to link changes; register it with mio through `SourceFd`.
 pub struct LinkWatch {
     socket: Socket,
     rbuf: Vec<u8>,
@@ -111,26 +110,9 @@ fn link_event(msg: &[u8]) -> Option<LinkEvent> {
     })
 }
 
-impl mio::event::Source for LinkWatch {
-    fn register(
-        &mut self,
-        registry: &mio::Registry,
-        token: mio::Token,
-        interests: mio::Interest,
-    ) -> io::Result<()> {
-        SourceFd(&self.socket.as_raw_fd()).register(registry, token, interests)
-    }
-
-    fn reregister(
-        &mut self,
-        registry: &mio::Registry,
-        token: mio::Token,
-        interests: mio::Interest,
-    ) -> io::Result<()> {
-        SourceFd(&self.socket.as_raw_fd()).reregister(registry, token, interests)
-    }
-
-    fn deregister(&mut self, registry: &mio::Registry) -> io::Result<()> {
-        SourceFd(&self.socket.as_raw_fd()).deregister(registry)
+impl AsRawFd for LinkWatch {
+    /// Register this with mio as `SourceFd(&x.as_raw_fd())`, for readability.
+    fn as_raw_fd(&self) -> RawFd {
+        self.socket.as_raw_fd()
     }
 }

@@ -1,6 +1,6 @@
 //! A non-blocking rtnetlink client for addresses: add, renew, remove, list.
 //!
-//! [`Netlink`] owns one `NETLINK_ROUTE` socket (register it with mio; it is a [`mio::event::Source`]).
+//! [`Netlink`] owns one `NETLINK_ROUTE` socket (register it with mio through `SourceFd`).
 //! Each request is sent at once and gets a [`RequestId`] (its netlink sequence number); several may
 //! be in flight. When the socket is readable, [`Netlink::receive`] matches the kernel's answers to
 //! the requests by sequence number, and [`Netlink::poll_completion`] hands out exactly one
@@ -40,7 +40,6 @@
 //! is unknown and the caller should list the interface to find out.
 
 use super::IfaceAddr;
-use mio::unix::SourceFd;
 use netlink_packet_core::{
     NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_DUMP_INTR,
     NLM_F_EXCL, NLM_F_REPLACE, NLM_F_REQUEST,
@@ -438,32 +437,9 @@ impl Netlink {
 }
 
 impl AsRawFd for Netlink {
+    /// Register this with mio as `SourceFd(&nl.as_raw_fd())`, for readability.
     fn as_raw_fd(&self) -> RawFd {
         self.socket.as_raw_fd()
-    }
-}
-
-impl mio::event::Source for Netlink {
-    fn register(
-        &mut self,
-        registry: &mio::Registry,
-        token: mio::Token,
-        interests: mio::Interest,
-    ) -> io::Result<()> {
-        SourceFd(&self.socket.as_raw_fd()).register(registry, token, interests)
-    }
-
-    fn reregister(
-        &mut self,
-        registry: &mio::Registry,
-        token: mio::Token,
-        interests: mio::Interest,
-    ) -> io::Result<()> {
-        SourceFd(&self.socket.as_raw_fd()).reregister(registry, token, interests)
-    }
-
-    fn deregister(&mut self, registry: &mio::Registry) -> io::Result<()> {
-        SourceFd(&self.socket.as_raw_fd()).deregister(registry)
     }
 }
 

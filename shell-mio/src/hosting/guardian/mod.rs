@@ -66,7 +66,6 @@ mod child;
 pub mod wire;
 
 use super::IfaceAddr;
-use mio::unix::SourceFd;
 use std::collections::VecDeque;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -126,7 +125,7 @@ pub enum GuardianEvent {
 }
 
 /// The daemon's end: sends what the guardian must know, reads what it reports. Register it with
-/// mio for readability (it is a [`mio::event::Source`]).
+/// mio for readability through `SourceFd`.
 pub struct Guardian {
     sock: OwnedFd,
     pid: libc::pid_t,
@@ -365,27 +364,10 @@ impl Guardian {
     }
 }
 
-impl mio::event::Source for Guardian {
-    fn register(
-        &mut self,
-        registry: &mio::Registry,
-        token: mio::Token,
-        interests: mio::Interest,
-    ) -> io::Result<()> {
-        SourceFd(&self.sock.as_raw_fd()).register(registry, token, interests)
-    }
-
-    fn reregister(
-        &mut self,
-        registry: &mio::Registry,
-        token: mio::Token,
-        interests: mio::Interest,
-    ) -> io::Result<()> {
-        SourceFd(&self.sock.as_raw_fd()).reregister(registry, token, interests)
-    }
-
-    fn deregister(&mut self, registry: &mio::Registry) -> io::Result<()> {
-        SourceFd(&self.sock.as_raw_fd()).deregister(registry)
+impl AsRawFd for Guardian {
+    /// Register this with mio as `SourceFd(&x.as_raw_fd())`, for readability.
+    fn as_raw_fd(&self) -> RawFd {
+        self.sock.as_raw_fd()
     }
 }
 
