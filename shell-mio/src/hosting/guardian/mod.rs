@@ -60,7 +60,9 @@
 //!   announced is never touched. The daemon must send `Released` after an add that failed with
 //!   `EEXIST` (the address is someone else's) *without* removing it.
 //!
-//! Costs: one process (about 1 MiB RSS), one datagram per heartbeat period, one per address change.
+//! Costs: one process (measured, debug build: 1.6 MiB RSS, of which 124 KiB private; the rest is
+//! shared with the daemon through the fork), one datagram per heartbeat period, one per address
+//! change, nothing else until it fences.
 
 mod child;
 pub mod wire;
