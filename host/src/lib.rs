@@ -7,6 +7,7 @@
 pub mod cli;
 pub mod client;
 pub mod ipalloc_case;
+pub mod line;
 pub mod lock;
 pub mod render;
 pub mod schema;

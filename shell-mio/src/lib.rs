@@ -5,5 +5,4 @@ pub mod control_socket;
 pub mod daemon;
 pub mod descriptors;
 pub mod hosting;
-pub mod line;
 pub mod netio;

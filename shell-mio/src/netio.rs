@@ -1,12 +1,12 @@
 //! Per-connection buffers and socket helpers for the event loop. Buffers are allocated when a
 //! connection opens and reused for its whole life: the steady state does not allocate.
 
-use crate::line::{LineError, LineFramer};
 use mio::net::{TcpStream, UnixStream};
 use mio::Interest;
 use pharos_core::control::{Response, MAX_REQUEST_LEN};
 use pharos_core::drive::FrameBuffer;
 use pharos_core::{ClientId, Link};
+use pharos_host::line::{LineError, LineFramer};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, SocketAddr};
