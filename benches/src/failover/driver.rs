@@ -220,8 +220,7 @@ fn lab_env(opts: &Options) -> Vec<(&'static str, String)> {
 fn lab(opts: &Options, args: &[&str]) -> Result<(), String> {
     let mut c = Command::new("bash");
     c.arg(&opts.lab_sh).args(args).envs(lab_env(opts));
-    let log = PidLog(opts.state.join("pids"));
-    let r = procs::run(&mut c, Duration::from_secs(60), &log).map_err(|e| e.to_string())?;
+    let r = procs::run(&mut c, Duration::from_secs(60)).map_err(|e| e.to_string())?;
     if r.ok() {
         Ok(())
     } else {

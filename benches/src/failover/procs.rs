@@ -15,21 +15,44 @@ use std::time::Duration;
 pub struct PidLog(pub PathBuf);
 
 impl PidLog {
-    /// Records `pid` (with its command name, so a reused PID is never mistaken for ours).
+    /// Records a running process `pid` under its current command name.
     pub fn record(&self, pid: i32) {
         let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+        self.record_as(pid, comm.trim());
+    }
+
+    /// Records `pid` under command name `comm` (so a reused PID is never mistaken for ours).
+    pub fn record_as(&self, pid: i32, comm: &str) {
         if let Ok(mut f) = OpenOptions::new().create(true).append(true).open(&self.0) {
-            let _ = writeln!(f, "{pid} {}", comm.trim());
+            let _ = writeln!(f, "{pid} {comm}");
         }
     }
 }
 
+/// The command name `cmd` will run under once exec'd: its program's file name (the one after
+/// `ip netns exec NS`, which execs it), cut to the kernel's 15 characters.
+pub fn comm_of(cmd: &Command) -> String {
+    let args: Vec<String> = cmd.get_args().map(|a| a.to_string_lossy().into_owned()).collect();
+    let prog = cmd.get_program().to_string_lossy().into_owned();
+    let prog = match args.as_slice() {
+        [netns, exec, _ns, p, ..] if prog == "ip" && netns == "netns" && exec == "exec" => p.clone(),
+        _ => prog,
+    };
+    let name = prog.rsplit('/').next().unwrap_or("").to_string();
+    name.chars().take(15).collect()
+}
+
 /// Spawns `cmd` in its own process group with stdin closed, and records its PID.
 pub fn spawn(cmd: &mut Command, log: &PidLog) -> io::Result<Child> {
-    cmd.process_group(0).stdin(Stdio::null());
-    let child = cmd.spawn()?;
-    log.record(child.id() as i32);
+    let child = spawn_unrecorded(cmd)?;
+    log.record_as(child.id() as i32, &comm_of(cmd));
     Ok(child)
+}
+
+/// Spawns a short-lived command (a CLI query, killed by [`run`]'s timeout): not recorded.
+fn spawn_unrecorded(cmd: &mut Command) -> io::Result<Child> {
+    cmd.process_group(0).stdin(Stdio::null());
+    cmd.spawn()
 }
 
 /// An append-mode log file for a child's stdout/stderr.
@@ -80,10 +103,11 @@ impl Ran {
 }
 
 /// Runs `cmd` to completion, killing it (by PID) after `timeout`. A command that times out
-/// comes back with `code: None`.
-pub fn run(cmd: &mut Command, timeout: Duration, log: &PidLog) -> io::Result<Ran> {
+/// comes back with `code: None`. Not written to the PID file: it ends by itself or by the
+/// timeout, and `ip netns exec` commands end with the lab anyway.
+pub fn run(cmd: &mut Command, timeout: Duration) -> io::Result<Ran> {
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-    let child = spawn(cmd, log)?;
+    let child = spawn_unrecorded(cmd)?;
     let pid = child.id() as i32;
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
@@ -122,6 +146,17 @@ mod tests {
     use super::*;
 
     #[test]
+    fn comm_is_the_program_exec_runs() {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", "pfo-n0", "/usr/sbin/keepalived", "-n"]);
+        assert_eq!(comm_of(&c), "keepalived");
+        assert_eq!(comm_of(&Command::new("/x/failover-sampler")), "failover-sample");
+        let mut c = Command::new("ip");
+        c.args(["-n", "pfo-n0", "addr"]);
+        assert_eq!(comm_of(&c), "ip");
+    }
+
+    #[test]
     fn run_times_out_and_reports_exit_codes() {
         let dir = std::env::temp_dir().join(format!("pfo-procs-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
@@ -129,21 +164,19 @@ mod tests {
         let r = run(
             Command::new("sh").args(["-c", "echo hi; echo oops >&2; exit 3"]),
             Duration::from_secs(5),
-            &log,
         )
         .unwrap();
         assert_eq!((r.code, r.stdout.trim(), r.why()), (Some(3), "hi", "oops".into()));
         let t = std::time::Instant::now();
-        let r = run(
-            Command::new("sleep").arg("5"),
-            Duration::from_millis(100),
-            &log,
-        )
-        .unwrap();
+        let r = run(Command::new("sleep").arg("5"), Duration::from_millis(100)).unwrap();
         assert_eq!(r.code, None);
         assert!(t.elapsed() < Duration::from_secs(3));
+        let mut c = Command::new("sleep");
+        c.arg("0");
+        let mut child = spawn(&mut c, &log).unwrap();
+        child.wait().unwrap();
         let pids = std::fs::read_to_string(&log.0).unwrap();
-        assert_eq!(pids.lines().count(), 2, "{pids}");
+        assert_eq!(pids, format!("{} sleep\n", child.id()));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -54,7 +54,7 @@ impl Ctx {
 
     /// Runs a short command (a CLI query) with a timeout.
     pub fn run(&self, cmd: &mut Command, timeout: Duration) -> Result<Ran, String> {
-        procs::run(cmd, timeout, &self.pids).map_err(|e| format!("{cmd:?}: {e}"))
+        procs::run(cmd, timeout).map_err(|e| format!("{cmd:?}: {e}"))
     }
 }
 
