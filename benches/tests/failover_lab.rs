@@ -233,6 +233,18 @@ fn probe_and_sampler_follow_an_address_between_namespaces() {
     assert!(namespaces(&prefix).is_empty(), "namespaces left: {:?}", namespaces(&prefix));
 }
 
+/// Children killed (by PID) and reaped on drop, also when an assertion fails.
+struct Killed(Vec<Child>);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
 fn run_sh(prefix: &str, state: &Path, args: &[&str]) -> std::process::Output {
     Command::new("bash")
         .arg(dir().join("run.sh"))
@@ -256,25 +268,35 @@ fn run_sh_removes_a_stale_lab_and_refuses_a_foreign_one() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("no harness PID file"));
     assert_eq!(namespaces(&lab.prefix).len(), 3);
 
-    // A harness that died: its PID is gone, a process it started still runs in the lab.
+    // A harness that died: its PID is gone; a process it recorded and one it did not (like a
+    // daemon's forked child) still run in the lab.
     let mut dead = Command::new("true").spawn().unwrap();
     dead.wait().unwrap();
     std::fs::write(state.join("harness.pid"), format!("{}\n", dead.id())).unwrap();
-    let mut sleeper = Command::new("ip")
-        .args(["netns", "exec", &lab.ns(0), "sleep", "300"])
-        .spawn()
-        .unwrap();
-    std::fs::write(state.join("pids"), format!("{} sleep\n", sleeper.id())).unwrap();
-    until("the sleeper runs", 5, || {
-        std::fs::read_to_string(format!("/proc/{}/comm", sleeper.id())).is_ok_and(|c| c.trim() == "sleep")
-    });
+    let sleep = || {
+        Command::new("ip")
+            .args(["netns", "exec", &lab.ns(0), "sleep", "300"])
+            .spawn()
+            .unwrap()
+    };
+    let mut sleepers = Killed(vec![sleep(), sleep()]);
+    std::fs::write(state.join("pids"), format!("{} sleep\n", sleepers.0[0].id())).unwrap();
+    for p in sleepers.0.iter().map(|c| c.id()) {
+        until("the sleepers run", 5, || {
+            std::fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c.trim() == "sleep")
+        });
+    }
     let out = run_sh(&lab.prefix, &state, &["--cleanup-only"]);
     assert!(out.status.success(), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stdout).contains("removing the lab left by a harness that died"));
     assert!(namespaces(&lab.prefix).is_empty());
     assert!(!state.exists(), "the scratch directory is removed");
-    let st = sleeper.wait().unwrap();
-    assert!(!st.success(), "the stale process was killed");
+    // Both were killed: the recorded one, and the unrecorded one by lab_destroy.
+    for (i, what) in ["the recorded process", "the unrecorded process"].iter().enumerate() {
+        until(&format!("{what} killed"), 10, || {
+            sleepers.0[i].try_wait().unwrap().is_some_and(|st| !st.success())
+        });
+    }
     let _ = std::fs::remove_dir_all(&state);
 }
 
