@@ -104,7 +104,12 @@ impl Lab {
     }
 
     /// Starts a helper whose stdout lines go to `f`.
-    fn reader(&mut self, cmd: &mut Command, obs: &Arc<Mutex<Observations>>, f: fn(&mut Observations, &str)) {
+    fn reader(
+        &mut self,
+        cmd: &mut Command,
+        obs: &Arc<Mutex<Observations>>,
+        f: fn(&mut Observations, &str),
+    ) {
         let mut child = cmd.stdout(Stdio::piped()).spawn().unwrap();
         let out = child.stdout.take().unwrap();
         let obs = obs.clone();
@@ -155,7 +160,14 @@ fn probe_and_sampler_follow_an_address_between_namespaces() {
     }));
     for i in 0..2 {
         let mut c = Command::new(BANNER);
-        c.args(["--netns", &lab.ns(i), "--name", &format!("n{i}"), "--port", "8080"]);
+        c.args([
+            "--netns",
+            &lab.ns(i),
+            "--name",
+            &format!("n{i}"),
+            "--port",
+            "8080",
+        ]);
         lab.children.push(c.spawn().unwrap());
     }
     let addr = lab.public().to_string();
@@ -167,14 +179,23 @@ fn probe_and_sampler_follow_an_address_between_namespaces() {
         |o, l| o.samples.extend(Sample::parse(l, 1)),
     );
     lab.reader(
-        Command::new(PROBE).args(["--netns", &client, "--addresses", &addr, "--duration", "60s"]),
+        Command::new(PROBE).args([
+            "--netns",
+            &client,
+            "--addresses",
+            &addr,
+            "--duration",
+            "60s",
+        ]),
         &obs,
         |o, l| o.probes.extend(ProbeRecord::parse(l)),
     );
     let a = lab.public();
     let held = |mask: u64, since: u64| {
         let o = obs.lock().unwrap();
-        o.samples.iter().any(|s| s.t_ns >= since && s.holders == [mask])
+        o.samples
+            .iter()
+            .any(|s| s.t_ns >= since && s.holders == [mask])
     };
     let answered = |node: &str, since: u64| {
         let o = obs.lock().unwrap();
@@ -185,13 +206,17 @@ fn probe_and_sampler_follow_an_address_between_namespaces() {
     until("a sample with no holder", 5, || held(0, 0));
     lab.add(0);
     let t = now_ns();
-    until("n0 holds it and answers", 5, || held(1, t) && answered("n0", t));
+    until("n0 holds it and answers", 5, || {
+        held(1, t) && answered("n0", t)
+    });
 
     lab.del(0);
     lab.add(1);
     lab.forget_arp();
     let t = now_ns();
-    until("n1 holds it and answers", 5, || held(2, t) && answered("n1", t));
+    until("n1 holds it and answers", 5, || {
+        held(2, t) && answered("n1", t)
+    });
     assert!(!answered("n0", t), "n0 answered after it lost the address");
 
     // On both nodes at once: the sampler sees two holders.
@@ -207,13 +232,24 @@ fn probe_and_sampler_follow_an_address_between_namespaces() {
     let t = now_ns();
     until("failed attempts during the cut", 5, || {
         let o = obs.lock().unwrap();
-        o.probes.iter().filter(|r| r.t_ns > t + 50_000_000 && r.result.is_err()).count() >= 3
+        o.probes
+            .iter()
+            .filter(|r| r.t_ns > t + 50_000_000 && r.result.is_err())
+            .count()
+            >= 3
     });
     let during: Vec<ProbeRecord> = {
         let o = obs.lock().unwrap();
-        o.probes.iter().filter(|r| r.t_ns > t + 50_000_000).cloned().collect()
+        o.probes
+            .iter()
+            .filter(|r| r.t_ns > t + 50_000_000)
+            .cloned()
+            .collect()
     };
-    assert!(during.iter().all(|r| r.result.is_err()), "answers through a cut link: {during:?}");
+    assert!(
+        during.iter().all(|r| r.result.is_err()),
+        "answers through a cut link: {during:?}"
+    );
     assert!(lab.sh(&["heal", "1"]));
     let t = now_ns();
     until("n1 answers after the heal", 5, || answered("n1", t));
@@ -230,7 +266,11 @@ fn probe_and_sampler_follow_an_address_between_namespaces() {
     drop(o);
     let prefix = lab.prefix.clone();
     drop(lab);
-    assert!(namespaces(&prefix).is_empty(), "namespaces left: {:?}", namespaces(&prefix));
+    assert!(
+        namespaces(&prefix).is_empty(),
+        "namespaces left: {:?}",
+        namespaces(&prefix)
+    );
 }
 
 /// Children killed (by PID) and reaped on drop, also when an assertion fails.
@@ -280,7 +320,11 @@ fn run_sh_removes_a_stale_lab_and_refuses_a_foreign_one() {
             .unwrap()
     };
     let mut sleepers = Killed(vec![sleep(), sleep()]);
-    std::fs::write(state.join("pids"), format!("{} sleep\n", sleepers.0[0].id())).unwrap();
+    std::fs::write(
+        state.join("pids"),
+        format!("{} sleep\n", sleepers.0[0].id()),
+    )
+    .unwrap();
     for p in sleepers.0.iter().map(|c| c.id()) {
         until("the sleepers run", 5, || {
             std::fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c.trim() == "sleep")
@@ -288,13 +332,20 @@ fn run_sh_removes_a_stale_lab_and_refuses_a_foreign_one() {
     }
     let out = run_sh(&lab.prefix, &state, &["--cleanup-only"]);
     assert!(out.status.success(), "{out:?}");
-    assert!(String::from_utf8_lossy(&out.stdout).contains("removing the lab left by a harness that died"));
+    assert!(String::from_utf8_lossy(&out.stdout)
+        .contains("removing the lab left by a harness that died"));
     assert!(namespaces(&lab.prefix).is_empty());
     assert!(!state.exists(), "the scratch directory is removed");
     // Both were killed: the recorded one, and the unrecorded one by lab_destroy.
-    for (i, what) in ["the recorded process", "the unrecorded process"].iter().enumerate() {
+    for (i, what) in ["the recorded process", "the unrecorded process"]
+        .iter()
+        .enumerate()
+    {
         until(&format!("{what} killed"), 10, || {
-            sleepers.0[i].try_wait().unwrap().is_some_and(|st| !st.success())
+            sleepers.0[i]
+                .try_wait()
+                .unwrap()
+                .is_some_and(|st| !st.success())
         });
     }
     let _ = std::fs::remove_dir_all(&state);
@@ -308,7 +359,9 @@ fn pharos_runner_forms_the_cluster_and_reports_cleanly() {
     need_netns!();
     let bin = Path::new(BENCH).parent().unwrap().to_path_buf();
     if !bin.join("pharosd").exists() || !bin.join("pharos").exists() {
-        eprintln!("skipped: pharosd is not built next to failover-bench (cargo build -p pharos-mio)");
+        eprintln!(
+            "skipped: pharosd is not built next to failover-bench (cargo build -p pharos-mio)"
+        );
         return;
     }
     let tag = std::process::id() % 100_000;
@@ -316,8 +369,17 @@ fn pharos_runner_forms_the_cluster_and_reports_cleanly() {
     let root = std::env::temp_dir().join(format!("pft-pharos-{tag}"));
     let (state, out) = (root.join("state"), root.join("out"));
     let run = Command::new(BENCH)
-        .args(["--system", "pharos", "--profiles", "pharos-fast", "--events", "start"])
-        .args(["--reps", "1", "--idle", "1", "--prefix", &prefix, "--subnet", "10.233.0"])
+        .args([
+            "--system",
+            "pharos",
+            "--profiles",
+            "pharos-fast",
+            "--events",
+            "start",
+        ])
+        .args([
+            "--reps", "1", "--idle", "1", "--prefix", &prefix, "--subnet", "10.233.0",
+        ])
         .arg("--dir")
         .arg(dir())
         .arg("--state")
@@ -338,12 +400,18 @@ fn pharos_runner_forms_the_cluster_and_reports_cleanly() {
     let start = &p["trials"][0];
     eprintln!("pharos: {status}; start {}", start["seconds"]);
     if start["seconds"].is_null() {
-        assert!(status.starts_with("not hosted: every node OK"), "{status}\n{stdout}");
+        assert!(
+            status.starts_with("not hosted: every node OK"),
+            "{status}\n{stdout}"
+        );
     } else {
         assert_eq!(status, "ok", "{stdout}");
     }
     // RSS was measured for pharosd on every node.
     let fp = p["footprint"].as_array().unwrap();
     assert_eq!(fp.len(), 3);
-    assert!(fp.iter().all(|f| f["rss_kb"].as_u64().unwrap() > 0), "{fp:?}");
+    assert!(
+        fp.iter().all(|f| f["rss_kb"].as_u64().unwrap() > 0),
+        "{fp:?}"
+    );
 }

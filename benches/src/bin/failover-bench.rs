@@ -83,9 +83,12 @@ fn main() {
         die("--reps must be at least 1, --nodes 1..50, --addresses 1..99");
     }
     let subnet: Vec<u8> = a.subnet.split('.').filter_map(|x| x.parse().ok()).collect();
-    let subnet: [u8; 3] = subnet
-        .try_into()
-        .unwrap_or_else(|_| die(format!("--subnet {}: want three octets like 10.218.0", a.subnet)));
+    let subnet: [u8; 3] = subnet.try_into().unwrap_or_else(|_| {
+        die(format!(
+            "--subnet {}: want three octets like 10.218.0",
+            a.subnet
+        ))
+    });
     let systems: Vec<String> = if a.system == "all" {
         vec!["pharos".into(), "ctdb".into(), "keepalived".into()]
     } else {
@@ -96,7 +99,12 @@ fn main() {
         let mut v: Vec<String> = std::fs::read_dir(&pdir)
             .unwrap_or_else(|e| die(format!("{}: {e}", pdir.display())))
             .filter_map(|e| e.ok())
-            .filter_map(|e| e.file_name().to_str()?.strip_suffix(".profile").map(String::from))
+            .filter_map(|e| {
+                e.file_name()
+                    .to_str()?
+                    .strip_suffix(".profile")
+                    .map(String::from)
+            })
             .collect();
         v.sort();
         v
@@ -115,12 +123,19 @@ fn main() {
     // Fixed order within a system: defaults first, then faster.
     profiles.sort_by_key(|p| {
         let s = systems.iter().position(|s| *s == p.system).unwrap_or(0);
-        let speed = p.option("advert_int").and_then(|x| x.parse::<f64>().ok()).map(|x| -x);
+        let speed = p
+            .option("advert_int")
+            .and_then(|x| x.parse::<f64>().ok())
+            .map(|x| -x);
         let fast = p.name.contains("fast") as i32;
         (s, fast, speed.map(|x| (x * 1000.0) as i64).unwrap_or(0))
     });
     if profiles.is_empty() {
-        die(format!("no profile in {} for {}", pdir.display(), systems.join(",")));
+        die(format!(
+            "no profile in {} for {}",
+            pdir.display(),
+            systems.join(",")
+        ));
     }
     let bin_dir = a.bin_dir.clone().unwrap_or_else(|| {
         std::env::current_exe()
@@ -129,7 +144,8 @@ fn main() {
             .unwrap_or_else(|| die("cannot find my own directory"))
     });
     std::fs::create_dir_all(&a.out).unwrap_or_else(|e| die(format!("{}: {e}", a.out.display())));
-    std::fs::create_dir_all(&a.state).unwrap_or_else(|e| die(format!("{}: {e}", a.state.display())));
+    std::fs::create_dir_all(&a.state)
+        .unwrap_or_else(|e| die(format!("{}: {e}", a.state.display())));
     driver::catch_signals().unwrap_or_else(|e| die(e));
     let opts = Options {
         profiles,
@@ -168,7 +184,11 @@ fn main() {
         }
     }
     println!("\n{}", report::markdown(&results, &a.header));
-    println!("results: {}/results.md, {}/results.json", a.out.display(), a.out.display());
+    println!(
+        "results: {}/results.md, {}/results.json",
+        a.out.display(),
+        a.out.display()
+    );
     if driver::interrupted() {
         eprintln!("failover-bench: interrupted");
         std::process::exit(130);
@@ -177,11 +197,20 @@ fn main() {
         let mut bad = Vec::new();
         for r in &results {
             if r.status != "ok" {
-                bad.push(format!("{}: {}", r.profile.as_ref().map_or("?", |p| &p.name), r.status));
+                bad.push(format!(
+                    "{}: {}",
+                    r.profile.as_ref().map_or("?", |p| &p.name),
+                    r.status
+                ));
             }
             for t in &r.trials {
                 if t.doubled > 0 {
-                    bad.push(format!("{} #{}: {} samples with an address on two nodes", t.event, t.rep + 1, t.doubled));
+                    bad.push(format!(
+                        "{} #{}: {} samples with an address on two nodes",
+                        t.event,
+                        t.rep + 1,
+                        t.doubled
+                    ));
                 }
                 if t.value.is_none() {
                     bad.push(format!("{} #{}: did not complete", t.event, t.rep + 1));

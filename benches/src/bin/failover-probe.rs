@@ -42,7 +42,11 @@ fn main() {
         child::fail("failover-probe", "the interval must be positive");
     }
     let opts = probe::ProbeOptions {
-        targets: a.addresses.iter().map(|&ip| SocketAddr::new(ip, a.port)).collect(),
+        targets: a
+            .addresses
+            .iter()
+            .map(|&ip| SocketAddr::new(ip, a.port))
+            .collect(),
         interval_ns: a.interval,
         connect_timeout_ns: a.connect_timeout,
         read_timeout_ns: a.read_timeout,

@@ -41,7 +41,10 @@ impl Observations {
 
     /// Samples taken in `[from, to)`: (how many, how many had an address on two or more nodes).
     pub fn doubled(&self, from: u64, to: u64) -> (usize, usize) {
-        let window = self.samples.iter().filter(|s| s.t_ns >= from && s.t_ns < to);
+        let window = self
+            .samples
+            .iter()
+            .filter(|s| s.t_ns >= from && s.t_ns < to);
         window.fold((0, 0), |(n, d), s| {
             (n + 1, d + usize::from(s.doubled().next().is_some()))
         })
@@ -188,7 +191,10 @@ mod tests {
     fn stats_nearest_rank() {
         let v: Vec<f64> = (1..=20).map(f64::from).collect();
         let s = Stats::of(&v).unwrap();
-        assert_eq!((s.n, s.min, s.median, s.p95, s.max), (20, 1.0, 10.5, 19.0, 20.0));
+        assert_eq!(
+            (s.n, s.min, s.median, s.p95, s.max),
+            (20, 1.0, 10.5, 19.0, 20.0)
+        );
         let s = Stats::of(&[3.0, f64::NAN, 1.0, 2.0]).unwrap();
         assert_eq!((s.n, s.median, s.p95), (3, 2.0, 3.0));
         assert_eq!(Stats::of(&[]), None);

@@ -80,7 +80,9 @@ static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 /// Makes SIGINT and SIGTERM stop the run at the next wait (everything is then cleaned up).
 pub fn catch_signals() -> Result<(), String> {
     static FLAG: std::sync::OnceLock<Arc<AtomicBool>> = std::sync::OnceLock::new();
-    let flag = FLAG.get_or_init(|| Arc::new(AtomicBool::new(false))).clone();
+    let flag = FLAG
+        .get_or_init(|| Arc::new(AtomicBool::new(false)))
+        .clone();
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, flag.clone()).map_err(|e| e.to_string())?;
     }
@@ -306,7 +308,8 @@ impl<'a> Run<'a> {
             .args(["--port", &self.opts.port.to_string()])
             .stdout(Stdio::piped())
             .stderr(procs::log_file(&raw.join("probe.stderr")).map_err(|e| e.to_string())?);
-        let mut probe = procs::spawn(&mut probe, &self.ctx.pids).map_err(|e| format!("probe: {e}"))?;
+        let mut probe =
+            procs::spawn(&mut probe, &self.ctx.pids).map_err(|e| format!("probe: {e}"))?;
         let out = probe.stdout.take().ok_or("probe: no stdout")?;
         h.children.push(probe);
         self.read_lines(out, raw.join("probe.log"), |obs, line| {
@@ -392,7 +395,9 @@ impl<'a> Run<'a> {
                 match holders[..] {
                     [n] if live.contains(&n) => {
                         let name = Self::name(n);
-                        if o.first_ok(o.addrs[k], now - 300_000_000, |b| b == name).is_none() {
+                        if o.first_ok(o.addrs[k], now - 300_000_000, |b| b == name)
+                            .is_none()
+                        {
                             return Err(format!("{} does not answer from n{n}", o.addrs[k]));
                         }
                     }
@@ -475,7 +480,12 @@ impl<'a> Run<'a> {
         let o = self.obs();
         t.per_addr = addrs
             .iter()
-            .map(|&a| (a.to_string(), o.first_ok(a, t0, |_| true).map(|x| secs(t0, x))))
+            .map(|&a| {
+                (
+                    a.to_string(),
+                    o.first_ok(a, t0, |_| true).map(|x| secs(t0, x)),
+                )
+            })
             .collect();
         drop(o);
         t.value = served.map(|x| secs(t0, x));
@@ -496,7 +506,11 @@ impl<'a> Run<'a> {
     fn victim(&self, event: Event, rep: usize, leader: Option<usize>) -> Result<usize, String> {
         let live = self.live_nodes();
         let o = self.obs();
-        let holders: Vec<usize> = live.iter().copied().filter(|&n| !o.held_by(n).is_empty()).collect();
+        let holders: Vec<usize> = live
+            .iter()
+            .copied()
+            .filter(|&n| !o.held_by(n).is_empty())
+            .collect();
         if event == Event::Kill9Leader {
             let l = leader.ok_or("no leader known")?;
             return if holders.contains(&l) {
@@ -505,7 +519,11 @@ impl<'a> Run<'a> {
                 Err(format!("the leader n{l} holds no address"))
             };
         }
-        let others: Vec<usize> = holders.iter().copied().filter(|&n| Some(n) != leader).collect();
+        let others: Vec<usize> = holders
+            .iter()
+            .copied()
+            .filter(|&n| Some(n) != leader)
+            .collect();
         let pool = if others.is_empty() { &holders } else { &others };
         pool.get(rep % pool.len().max(1))
             .copied()
@@ -548,15 +566,18 @@ impl<'a> Run<'a> {
             ..Default::default()
         };
         if let Err(why) = self.wait_ready(self.profile.secs("ready_timeout", 60.0))? {
-            t.notes.push(format!("not healthy before the fault ({why}); restarted"));
+            t.notes
+                .push(format!("not healthy before the fault ({why}); restarted"));
             self.fresh_start()?;
             if let Err(why) = self.wait_ready(self.profile.secs("ready_timeout", 60.0))? {
-                t.notes.push(format!("still not healthy ({why}): trial skipped"));
+                t.notes
+                    .push(format!("still not healthy ({why}): trial skipped"));
                 return Ok(vec![t]);
             }
         }
         pause(self.profile.secs("settle", 1.0))?;
-        self.obs().forget_before(now_ns().saturating_sub(5_000_000_000));
+        self.obs()
+            .forget_before(now_ns().saturating_sub(5_000_000_000));
         let leader = if self.sys.has_leader() {
             self.sys.leader(&self.ctx, &self.live_nodes())
         } else {
@@ -598,7 +619,10 @@ impl<'a> Run<'a> {
         pause(self.opts.hold_secs)?;
         let stale: Vec<String> = {
             let o = self.obs();
-            o.held_by(v).iter().map(|&k| o.addrs[k].to_string()).collect()
+            o.held_by(v)
+                .iter()
+                .map(|&k| o.addrs[k].to_string())
+                .collect()
         };
         t.stale = Some(stale);
         // Restore the node.
@@ -608,7 +632,10 @@ impl<'a> Run<'a> {
                 self.sys.reap(&self.ctx, v);
                 let removed = self.clear_addresses(v);
                 if !removed.is_empty() {
-                    t.notes.push(format!("removed {} stale before restart", removed.join(" ")));
+                    t.notes.push(format!(
+                        "removed {} stale before restart",
+                        removed.join(" ")
+                    ));
                 }
                 let t1 = now_ns();
                 self.start_node(v)?;
@@ -633,7 +660,8 @@ impl<'a> Run<'a> {
                         ..Default::default()
                     };
                     if let Err(why) = self.wait_ready(self.profile.secs("ready_timeout", 60.0))? {
-                        r.notes.push(format!("not healthy after the return: {why}; restarted"));
+                        r.notes
+                            .push(format!("not healthy after the return: {why}; restarted"));
                         self.fresh_start()?;
                     }
                     let (n, d) = self.obs().doubled(t1, now_ns());
@@ -655,7 +683,8 @@ impl<'a> Run<'a> {
             Event::Start | Event::Return => unreachable!("not a fault"),
         }
         if let Err(why) = self.wait_ready(self.profile.secs("ready_timeout", 60.0))? {
-            t.notes.push(format!("not healthy after the restore: {why}; restarted"));
+            t.notes
+                .push(format!("not healthy after the restore: {why}; restarted"));
             self.fresh_start()?;
         }
         let (n, d) = self.obs().doubled(t0, now_ns());
@@ -667,7 +696,11 @@ impl<'a> Run<'a> {
     /// RSS now, and CPU over `s` idle seconds, of every process of the system on each node
     /// (every process in the node's namespace but our banner responder).
     fn footprint(&self, s: f64) -> Result<Vec<NodeFootprint>, Abort> {
-        let banners: Vec<i32> = self.helpers.as_ref().map(|h| h.banner_pids.clone()).unwrap_or_default();
+        let banners: Vec<i32> = self
+            .helpers
+            .as_ref()
+            .map(|h| h.banner_pids.clone())
+            .unwrap_or_default();
         let snap = |i: usize| -> HashMap<i32, ProcInfo> {
             netns::pids(&self.ctx.ns(i))
                 .unwrap_or_default()
@@ -747,7 +780,9 @@ impl<'a> Run<'a> {
             }
         }
         for &e in &self.opts.events {
-            if matches!(e, Event::Start) || (e == Event::Return && self.opts.events.contains(&Event::Kill9)) {
+            if matches!(e, Event::Start)
+                || (e == Event::Return && self.opts.events.contains(&Event::Kill9))
+            {
                 continue;
             }
             if e == Event::Kill9Leader && !self.sys.has_leader() {
@@ -780,11 +815,17 @@ impl Drop for Run<'_> {
 }
 
 fn report_trial(p: &Profile, t: &Trial) {
-    let v = t.value.map_or("not completed".to_string(), |x| format!("{x:.3} s"));
+    let v = t
+        .value
+        .map_or("not completed".to_string(), |x| format!("{x:.3} s"));
     let victim = t.victim.map_or("-".into(), |v| format!("n{v}"));
-    let stale = t.stale.as_ref().filter(|s| !s.is_empty()).map_or(String::new(), |s| {
-        format!(", stale on victim: {}", s.join(" "))
-    });
+    let stale = t
+        .stale
+        .as_ref()
+        .filter(|s| !s.is_empty())
+        .map_or(String::new(), |s| {
+            format!(", stale on victim: {}", s.join(" "))
+        });
     println!(
         "  {} {} #{}: {v} (victim {victim}), {} of {} samples on two nodes{stale}{}",
         p.name,

@@ -69,14 +69,20 @@ impl Event {
                 Some(&e) => want.push(e),
                 None => {
                     let names: Vec<&str> = Event::ALL.iter().map(|e| e.name()).collect();
-                    return Err(format!("unknown event {w:?} (known: {}, all)", names.join(", ")));
+                    return Err(format!(
+                        "unknown event {w:?} (known: {}, all)",
+                        names.join(", ")
+                    ));
                 }
             }
         }
         if want.is_empty() {
             return Err("no events".into());
         }
-        Ok(Event::ALL.into_iter().filter(|e| want.contains(e)).collect())
+        Ok(Event::ALL
+            .into_iter()
+            .filter(|e| want.contains(e))
+            .collect())
     }
 }
 

@@ -251,10 +251,7 @@ mod tests {
         assert_eq!(parse_dump(&buf, 7, &mut out), Ok(Chunk::More));
         assert_eq!(
             out,
-            vec![
-                IpAddr::from([10, 0, 0, 1]),
-                IpAddr::V6(Ipv6Addr::LOCALHOST)
-            ]
+            vec![IpAddr::from([10, 0, 0, 1]), IpAddr::V6(Ipv6Addr::LOCALHOST)]
         );
         let done = msg(NLMSG_DONE, 7, &[0, 0, 0, 0]);
         assert_eq!(parse_dump(&done, 7, &mut out), Ok(Chunk::Done));
@@ -263,7 +260,10 @@ mod tests {
     #[test]
     fn kernel_error_is_reported() {
         let err = msg(NLMSG_ERROR, 1, &(-1i32).to_ne_bytes());
-        assert_eq!(parse_dump(&err, 1, &mut Vec::new()), Err(ParseError::Kernel(1)));
+        assert_eq!(
+            parse_dump(&err, 1, &mut Vec::new()),
+            Err(ParseError::Kernel(1))
+        );
     }
 
     #[test]
@@ -282,7 +282,10 @@ mod tests {
         // A message length beyond the buffer is Truncated.
         let mut b = full.clone();
         b[0..4].copy_from_slice(&1000u32.to_ne_bytes());
-        assert_eq!(parse_dump(&b, 3, &mut Vec::new()), Err(ParseError::Truncated));
+        assert_eq!(
+            parse_dump(&b, 3, &mut Vec::new()),
+            Err(ParseError::Truncated)
+        );
     }
 
     #[test]

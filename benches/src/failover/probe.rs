@@ -90,8 +90,8 @@ fn errno_word(e: &io::Error) -> String {
 }
 
 fn start(target: SocketAddr, now: u64, timeout: u64) -> Result<Attempt, String> {
-    let sock = Socket::new(Domain::for_address(target), Type::STREAM, None)
-        .map_err(|e| errno_word(&e))?;
+    let sock =
+        Socket::new(Domain::for_address(target), Type::STREAM, None).map_err(|e| errno_word(&e))?;
     sock.set_nonblocking(true).map_err(|e| errno_word(&e))?;
     match sock.connect(&target.into()) {
         Ok(()) => {}
@@ -185,7 +185,11 @@ pub fn run(opts: &ProbeOptions, out: &mut impl Write) -> io::Result<()> {
         while i < live.len() {
             if live[i].deadline <= now {
                 let a = live.swap_remove(i);
-                let why = if a.connected { "nobanner-timeout" } else { "timeout" };
+                let why = if a.connected {
+                    "nobanner-timeout"
+                } else {
+                    "timeout"
+                };
                 done.push(finish(a, Err(why.into())));
             } else {
                 i += 1;
@@ -200,7 +204,11 @@ pub fn run(opts: &ProbeOptions, out: &mut impl Write) -> io::Result<()> {
         fds.clear();
         fds.extend(live.iter().map(|a| libc::pollfd {
             fd: a.sock.as_raw_fd(),
-            events: if a.connected { libc::POLLIN } else { libc::POLLOUT },
+            events: if a.connected {
+                libc::POLLIN
+            } else {
+                libc::POLLOUT
+            },
             revents: 0,
         }));
         // SAFETY: poll(2) on a valid array of `fds.len()` pollfd structs that we own.
@@ -218,7 +226,8 @@ pub fn run(opts: &ProbeOptions, out: &mut impl Write) -> io::Result<()> {
             if fds[k].revents == 0 {
                 continue;
             }
-            if let Step::Done(result) = step(&mut live[k], fds[k].revents, now, opts.read_timeout_ns)
+            if let Step::Done(result) =
+                step(&mut live[k], fds[k].revents, now, opts.read_timeout_ns)
             {
                 let a = live.swap_remove(k);
                 done.push(finish(a, result));
@@ -259,7 +268,14 @@ mod tests {
         ] {
             assert_eq!(ProbeRecord::parse(&r.to_line()), Some(r));
         }
-        for bad in ["", "1", "1 10.0.0.1", "x 10.0.0.1 ok n", "1 10.0.0.1 maybe n", "1 a ok n"] {
+        for bad in [
+            "",
+            "1",
+            "1 10.0.0.1",
+            "x 10.0.0.1 ok n",
+            "1 10.0.0.1 maybe n",
+            "1 a ok n",
+        ] {
             assert_eq!(ProbeRecord::parse(bad), None, "{bad:?}");
         }
     }

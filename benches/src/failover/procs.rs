@@ -32,10 +32,15 @@ impl PidLog {
 /// The command name `cmd` will run under once exec'd: its program's file name (the one after
 /// `ip netns exec NS`, which execs it), cut to the kernel's 15 characters.
 pub fn comm_of(cmd: &Command) -> String {
-    let args: Vec<String> = cmd.get_args().map(|a| a.to_string_lossy().into_owned()).collect();
+    let args: Vec<String> = cmd
+        .get_args()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
     let prog = cmd.get_program().to_string_lossy().into_owned();
     let prog = match args.as_slice() {
-        [netns, exec, _ns, p, ..] if prog == "ip" && netns == "netns" && exec == "exec" => p.clone(),
+        [netns, exec, _ns, p, ..] if prog == "ip" && netns == "netns" && exec == "exec" => {
+            p.clone()
+        }
         _ => prog,
     };
     let name = prog.rsplit('/').next().unwrap_or("").to_string();
@@ -57,7 +62,11 @@ fn spawn_unrecorded(cmd: &mut Command) -> io::Result<Child> {
 
 /// An append-mode log file for a child's stdout/stderr.
 pub fn log_file(path: &Path) -> io::Result<Stdio> {
-    Ok(OpenOptions::new().create(true).append(true).open(path)?.into())
+    Ok(OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?
+        .into())
 }
 
 /// Sends `sig` to `pid`; false if there is no such process.
@@ -69,7 +78,11 @@ pub fn signal(pid: i32, sig: i32) -> bool {
 /// Whether `pid` exists and is not a zombie.
 pub fn alive(pid: i32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(s) => s.rfind(')').and_then(|i| s[i + 1..].trim_start().chars().next()) != Some('Z'),
+        Ok(s) => {
+            s.rfind(')')
+                .and_then(|i| s[i + 1..].trim_start().chars().next())
+                != Some('Z')
+        }
         Err(_) => false,
     }
 }
@@ -150,7 +163,10 @@ mod tests {
         let mut c = Command::new("ip");
         c.args(["netns", "exec", "pfo-n0", "/usr/sbin/keepalived", "-n"]);
         assert_eq!(comm_of(&c), "keepalived");
-        assert_eq!(comm_of(&Command::new("/x/failover-sampler")), "failover-sample");
+        assert_eq!(
+            comm_of(&Command::new("/x/failover-sampler")),
+            "failover-sample"
+        );
         let mut c = Command::new("ip");
         c.args(["-n", "pfo-n0", "addr"]);
         assert_eq!(comm_of(&c), "ip");
@@ -166,7 +182,10 @@ mod tests {
             Duration::from_secs(5),
         )
         .unwrap();
-        assert_eq!((r.code, r.stdout.trim(), r.why()), (Some(3), "hi", "oops".into()));
+        assert_eq!(
+            (r.code, r.stdout.trim(), r.why()),
+            (Some(3), "hi", "oops".into())
+        );
         let t = std::time::Instant::now();
         let r = run(Command::new("sleep").arg("5"), Duration::from_millis(100)).unwrap();
         assert_eq!(r.code, None);

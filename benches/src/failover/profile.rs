@@ -66,7 +66,9 @@ impl Profile {
         }
         for (k, v) in &p.options {
             if HARNESS_DURATIONS.contains(&k.as_str()) && parse_secs(v).is_none() {
-                return Err(format!("{name}: {k} = {v}: not a duration (250ms, 2s, 1.5)"));
+                return Err(format!(
+                    "{name}: {k} = {v}: not a duration (250ms, 2s, 1.5)"
+                ));
             }
         }
         Ok(p)
@@ -98,8 +100,12 @@ impl Profile {
 /// The harness's own waits, all durations:
 /// `settle` (healthy cluster -> next fault), `failover_timeout`, `start_timeout`,
 /// `ready_timeout` (restored node -> healthy again).
-pub const HARNESS_DURATIONS: [&str; 4] =
-    ["settle", "failover_timeout", "start_timeout", "ready_timeout"];
+pub const HARNESS_DURATIONS: [&str; 4] = [
+    "settle",
+    "failover_timeout",
+    "start_timeout",
+    "ready_timeout",
+];
 
 /// `250ms`, `2s` or a bare number of seconds.
 pub fn parse_secs(v: &str) -> Option<f64> {
@@ -137,7 +143,9 @@ mod tests {
     fn bad_profiles_name_the_line() {
         let e = Profile::parse("x", "system = ctdb\nnonsense\n").unwrap_err();
         assert!(e.contains("x:2"), "{e}");
-        assert!(Profile::parse("x", "system = zfs\n").unwrap_err().contains("system"));
+        assert!(Profile::parse("x", "system = zfs\n")
+            .unwrap_err()
+            .contains("system"));
         assert!(Profile::parse("x", "system = ctdb\nsettle = soon\n").is_err());
         assert!(Profile::parse("x", "system = ctdb\n = 1\n").is_err());
     }

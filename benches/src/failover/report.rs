@@ -44,20 +44,33 @@ fn headline_cell(r: &ProfileResult, e: Event) -> String {
     let missing = ts.len() - vals.len();
     match Stats::of(&vals) {
         Some(s) if missing == 0 => format!("{} s", s3(s.median)),
-        Some(s) => format!("{} s ({missing} of {} not completed)", s3(s.median), ts.len()),
+        Some(s) => format!(
+            "{} s ({missing} of {} not completed)",
+            s3(s.median),
+            ts.len()
+        ),
         None => "not completed".into(),
     }
 }
 
 fn stale_events() -> [Event; 5] {
-    [Event::Kill9, Event::Kill9Leader, Event::Sigstop, Event::Cut, Event::Stop]
+    [
+        Event::Kill9,
+        Event::Kill9Leader,
+        Event::Sigstop,
+        Event::Cut,
+        Event::Stop,
+    ]
 }
 
 /// The markdown report.
 pub fn markdown(results: &[ProfileResult], header: &str) -> String {
     let mut m = String::new();
     let _ = writeln!(m, "{header}\n");
-    let _ = writeln!(m, "### Medians (client-visible: event to the first answer from the new holder)\n");
+    let _ = writeln!(
+        m,
+        "### Medians (client-visible: event to the first answer from the new holder)\n"
+    );
     let _ = write!(m, "| event |");
     for r in results {
         let _ = write!(m, " {} |", label(r));
@@ -79,13 +92,19 @@ pub fn markdown(results: &[ProfileResult], header: &str) -> String {
     }
     let _ = write!(m, "| samples with an address on two nodes |");
     for r in results {
-        let (n, d) = r.trials.iter().fold((0, 0), |(n, d), t| (n + t.samples, d + t.doubled));
+        let (n, d) = r
+            .trials
+            .iter()
+            .fold((0, 0), |(n, d), t| (n + t.samples, d + t.doubled));
         let _ = write!(m, " {d} of {n} |");
     }
     let _ = write!(m, "\n| runs leaving a stale address on the victim |");
     for r in results {
         let ts: Vec<&Trial> = r.trials.iter().filter(|t| t.stale.is_some()).collect();
-        let bad = ts.iter().filter(|t| t.stale.as_ref().is_some_and(|s| !s.is_empty())).count();
+        let bad = ts
+            .iter()
+            .filter(|t| t.stale.as_ref().is_some_and(|s| !s.is_empty()))
+            .count();
         let _ = write!(m, " {bad} of {} |", ts.len());
     }
     let _ = write!(m, "\n| RSS per node (all processes of the system) |");
@@ -108,15 +127,26 @@ pub fn markdown(results: &[ProfileResult], header: &str) -> String {
                 continue;
             }
             let vals: Vec<f64> = ts.iter().filter_map(|t| t.value).collect();
-            let (n, d) = ts.iter().fold((0, 0), |(n, d), t| (n + t.samples, d + t.doubled));
+            let (n, d) = ts
+                .iter()
+                .fold((0, 0), |(n, d), t| (n + t.samples, d + t.doubled));
             let stale = if stale_events().contains(&e) {
-                let bad = ts.iter().filter(|t| t.stale.as_ref().is_some_and(|s| !s.is_empty()));
+                let bad = ts
+                    .iter()
+                    .filter(|t| t.stale.as_ref().is_some_and(|s| !s.is_empty()));
                 format!("{} of {}", bad.count(), ts.len())
             } else {
                 "-".into()
             };
             let cols = match Stats::of(&vals) {
-                Some(s) => format!("{} | {} | {} | {} | {}", s.n, s3(s.min), s3(s.median), s3(s.p95), s3(s.max)),
+                Some(s) => format!(
+                    "{} | {} | {} | {} | {}",
+                    s.n,
+                    s3(s.min),
+                    s3(s.median),
+                    s3(s.p95),
+                    s3(s.max)
+                ),
                 None => "0 | | | |".into(),
             };
             let _ = writeln!(
@@ -169,7 +199,11 @@ pub fn markdown(results: &[ProfileResult], header: &str) -> String {
 }
 
 fn rss_cell(r: &ProfileResult) -> String {
-    let v: Vec<f64> = r.footprint.iter().map(|f| f.rss_kb as f64 / 1024.0).collect();
+    let v: Vec<f64> = r
+        .footprint
+        .iter()
+        .map(|f| f.rss_kb as f64 / 1024.0)
+        .collect();
     match Stats::of(&v) {
         Some(s) if s.min == s.max => format!("{:.1} MB", s.min),
         Some(s) => format!("{:.1}-{:.1} MB", s.min, s.max),
@@ -240,7 +274,11 @@ mod tests {
                     value: v,
                     samples: 100,
                     doubled,
-                    stale: Some(if i == 0 { vec!["10.0.0.1".into()] } else { vec![] }),
+                    stale: Some(if i == 0 {
+                        vec!["10.0.0.1".into()]
+                    } else {
+                        vec![]
+                    }),
                     ..Default::default()
                 })
                 .collect(),
@@ -255,7 +293,12 @@ mod tests {
             result("keepalived", &[Some(0.03), None], 0),
         ];
         let m = markdown(&rs, "# t");
-        assert!(m.contains("| kill -9 of the holder (not leader) | 0.640 s | 0.030 s (1 of 2 not completed) |"), "{m}");
+        assert!(
+            m.contains(
+                "| kill -9 of the holder (not leader) | 0.640 s | 0.030 s (1 of 2 not completed) |"
+            ),
+            "{m}"
+        );
         assert!(m.contains("| 9 of 300 | 0 of 200 |"), "{m}");
         assert!(m.contains("| 1 of 3 | 1 of 2 |"), "{m}");
         assert!(m.contains("| ctdb | L ctdb | kill9 | 3 | 0.600 | 0.640 | 0.700 | 0.700 | 0 | 9 of 300 | 1 of 3 |"), "{m}");
@@ -267,7 +310,10 @@ mod tests {
     #[test]
     fn keepalived_has_no_leader_row_and_unhosted_says_so() {
         let mut k = result("keepalived", &[], 0);
-        k.trials.push(Trial { event: "kill9-leader".into(), ..Default::default() });
+        k.trials.push(Trial {
+            event: "kill9-leader".into(),
+            ..Default::default()
+        });
         assert_eq!(headline_cell(&k, Event::Kill9Leader), "-");
         let mut p = result("pharos", &[None], 0);
         p.status = "not hosted: every node OK".into();

@@ -151,7 +151,14 @@ mod tests {
         assert_eq!(s.to_line(), "5 1 - 0 0,2 63");
         assert_eq!(Sample::parse(&s.to_line(), 4), Some(s.clone()));
         assert_eq!(s.doubled().collect::<Vec<_>>(), vec![2]);
-        for bad in ["", "5", "5 1 - 0", "5 1 - 0 0,x 1", "5 1 - 0 64 1", "x 1 - - - -"] {
+        for bad in [
+            "",
+            "5",
+            "5 1 - 0",
+            "5 1 - 0 0,x 1",
+            "5 1 - 0 64 1",
+            "x 1 - - - -",
+        ] {
             assert_eq!(Sample::parse(bad, 4), None, "{bad:?}");
         }
     }

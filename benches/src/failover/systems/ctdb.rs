@@ -15,7 +15,12 @@ use std::process::{Child, Command};
 use std::time::Duration;
 
 const SCRIPTS: [&str; 4] = ["00.ctdb", "01.reclock", "05.system", "10.interface"];
-const COPIED: [&str; 4] = ["functions", "notify.sh", "debug-hung-script.sh", "script.options"];
+const COPIED: [&str; 4] = [
+    "functions",
+    "notify.sh",
+    "debug-hung-script.sh",
+    "script.options",
+];
 
 /// The CTDB runner.
 pub struct Ctdb {
@@ -54,7 +59,10 @@ impl Ctdb {
     }
 
     fn tunables_file(&self) -> String {
-        self.tunables.iter().map(|(k, v)| format!("{k}={v}\n")).collect()
+        self.tunables
+            .iter()
+            .map(|(k, v)| format!("{k}={v}\n"))
+            .collect()
     }
 
     /// The `ctdb` CLI against node `i`, run in its namespace.
@@ -169,7 +177,14 @@ impl System for Ctdb {
             s = shared.display()
         );
         let mut c = ctx.in_ns(i, "unshare");
-        c.args(["--mount", "--propagation", "private", "/bin/sh", "-ec", &script]);
+        c.args([
+            "--mount",
+            "--propagation",
+            "private",
+            "/bin/sh",
+            "-ec",
+            &script,
+        ]);
         // ctdbd forks into the background; the command returns once it has.
         let r = ctx.run(&mut c, Duration::from_secs(20))?;
         if !r.ok() {
@@ -193,7 +208,8 @@ impl System for Ctdb {
         // What the packaged service runs as ExecStop (SIGTERM is no graceful stop for ctdbd:
         // FINDINGS gotcha 7).
         let mut c = self.cli(ctx, i, &["shutdown"]);
-        c.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+        c.stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
         let child = procs::spawn(&mut c, &ctx.pids).map_err(|e| format!("ctdb shutdown: {e}"))?;
         self.stopping.insert(i, child);
         Ok(())

@@ -88,7 +88,10 @@ impl System for Keepalived {
         t.arg("-t").arg("-f").arg(Self::conf_path(ctx, 0));
         let r = ctx.run(&mut t, std::time::Duration::from_secs(10))?;
         if !r.ok() {
-            return Err(format!("keepalived -t rejects the configuration: {}", r.why()));
+            return Err(format!(
+                "keepalived -t rejects the configuration: {}",
+                r.why()
+            ));
         }
         Ok(())
     }

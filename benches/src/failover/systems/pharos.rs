@@ -50,7 +50,10 @@ impl Pharos {
     /// `pharos --json ARGS` against node `i`: the parsed JSON, or a one-line reason.
     fn cli(&self, ctx: &Ctx, i: usize, args: &[&str]) -> Result<serde_json::Value, String> {
         let mut c = std::process::Command::new(ctx.bin_dir.join("pharos"));
-        c.arg("--socket").arg(Self::socket(ctx, i)).arg("--json").args(args);
+        c.arg("--socket")
+            .arg(Self::socket(ctx, i))
+            .arg("--json")
+            .args(args);
         let r = ctx.run(&mut c, Duration::from_secs(3))?;
         if !r.ok() {
             return Err(format!("pharos {}: {}", args.join(" "), r.why()));
@@ -64,7 +67,10 @@ impl System for Pharos {
     fn prepare(&mut self, ctx: &Ctx) -> Result<(), String> {
         mkdir(&ctx.state)?;
         write(&ctx.state.join("nodes"), &nodes_file(ctx))?;
-        write(&ctx.state.join("public_addresses"), &public_addresses_file(ctx))
+        write(
+            &ctx.state.join("public_addresses"),
+            &public_addresses_file(ctx),
+        )
     }
 
     fn settings(&self, ctx: &Ctx) -> String {
@@ -79,10 +85,14 @@ impl System for Pharos {
 
     fn start(&mut self, ctx: &Ctx, i: usize) -> Result<(), String> {
         self.reap(ctx, i);
-        let log = procs::log_file(&ctx.logs.join(format!("n{i}.log"))).map_err(|e| e.to_string())?;
+        let log =
+            procs::log_file(&ctx.logs.join(format!("n{i}.log"))).map_err(|e| e.to_string())?;
         let mut c = ctx.in_ns(i, &ctx.bin_dir.join("pharosd").display().to_string());
         c.args(self.args(ctx, i))
-            .env("RUST_LOG", std::env::var("PHAROS_LOG").unwrap_or("info".into()))
+            .env(
+                "RUST_LOG",
+                std::env::var("PHAROS_LOG").unwrap_or("info".into()),
+            )
             .stdout(std::process::Stdio::null())
             .stderr(log);
         let child = procs::spawn(&mut c, &ctx.pids).map_err(|e| format!("pharosd: {e}"))?;
@@ -135,7 +145,11 @@ impl System for Pharos {
             if s.get("recovery_mode").and_then(|v| v.as_str()) != Some("NORMAL") {
                 return Err(format!("node {i}: in recovery"));
             }
-            let nodes = s.get("nodes").and_then(|v| v.as_array()).cloned().unwrap_or_default();
+            let nodes = s
+                .get("nodes")
+                .and_then(|v| v.as_array())
+                .cloned()
+                .unwrap_or_default();
             for &j in live {
                 let flags = nodes
                     .iter()
