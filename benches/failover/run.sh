@@ -28,6 +28,7 @@ die() { echo "failover: $*" >&2; exit 2; }
 
 SYSTEM=all SMOKE=0 CLEANUP_ONLY=0 OUT=$PWD/failover-results
 PASS=()
+CMDLINE=("$@")
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--system) SYSTEM=${2:?--system needs a value}; shift 2 ;;
@@ -147,7 +148,7 @@ ARGS=(--system "$SYSTEMS" --out "$OUT" --state "$STATE" --dir "$HERE" --bin-dir 
 [ "$SMOKE" = 1 ] && ARGS+=(--smoke)
 LOAD=$(cut -d' ' -f1-3 /proc/loadavg)
 HEADER="## Failover benchmark: $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, load average $LOAD at the start
-Command: \`benches/failover/run.sh --system $SYSTEM ${PASS[*]:-}$([ "$SMOKE" = 1 ] && echo ' --smoke')\`, commit $(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo unknown)."
+Command: \`benches/failover/run.sh ${CMDLINE[*]}\`, commit $(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo unknown)."
 # In the background and waited for, so that a SIGTERM to this script is handled at once (bash
 # runs traps only between foreground commands); the driver stops on SIGTERM or SIGINT itself.
 "$BIN/failover-bench" "${ARGS[@]}" ${PASS[@]+"${PASS[@]}"} --header "$HEADER" &

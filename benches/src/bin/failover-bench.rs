@@ -203,6 +203,12 @@ fn main() {
                     r.status
                 ));
             }
+            if r.doubled_seen > 0 {
+                bad.push(format!(
+                    "{} of {} samples over the whole run had an address on two nodes",
+                    r.doubled_seen, r.samples_seen
+                ));
+            }
             for t in &r.trials {
                 if t.doubled > 0 {
                     bad.push(format!(

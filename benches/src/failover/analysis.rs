@@ -15,6 +15,10 @@ pub struct Observations {
     pub probes: Vec<ProbeRecord>,
     /// Sampler rounds, in time order.
     pub samples: Vec<Sample>,
+    /// Sampler rounds seen over the whole run (kept when old samples are dropped).
+    pub samples_seen: usize,
+    /// Of those, rounds with an address on two or more nodes.
+    pub doubled_seen: usize,
 }
 
 impl Observations {
@@ -65,6 +69,13 @@ impl Observations {
     pub fn single_holders(&self) -> bool {
         self.latest()
             .is_some_and(|s| s.holders.iter().all(|h| h.count_ones() == 1))
+    }
+
+    /// Adds a sampler round, counting it in the whole-run totals.
+    pub fn push_sample(&mut self, s: Sample) {
+        self.samples_seen += 1;
+        self.doubled_seen += usize::from(s.doubled().next().is_some());
+        self.samples.push(s);
     }
 
     /// Drops probe records and samples older than `t` (long runs stay small).
@@ -156,7 +167,7 @@ mod tests {
                 ok(30, a, "n2"),
                 ok(35, a, "n1"),
             ],
-            samples: vec![],
+            ..Default::default()
         };
         let ip = obs.addrs[0];
         assert_eq!(obs.first_ok(ip, 15, |n| n != "n1"), Some(30));
@@ -178,8 +189,18 @@ mod tests {
                 sample(30, &[1, 2]),
                 sample(40, &[0b11, 2]),
             ],
+            ..Default::default()
         };
         assert_eq!(obs.doubled(0, 40), (4, 2));
+        let mut whole = Observations::default();
+        for s in &obs.samples {
+            whole.push_sample(s.clone());
+        }
+        whole.forget_before(1000);
+        assert_eq!(
+            (whole.samples_seen, whole.doubled_seen, whole.samples.len()),
+            (5, 3, 0)
+        );
         assert_eq!(obs.doubled(15, 100), (3, 2));
         assert_eq!(obs.doubled(30, 40), (1, 0));
         assert_eq!(obs.held_by(0), vec![0]);

@@ -181,6 +181,11 @@ pub struct ProfileResult {
     pub footprint: Vec<NodeFootprint>,
     /// Idle window actually measured, s.
     pub idle_secs: f64,
+    /// Sampler rounds over the whole run (setup and waits included), and those with an
+    /// address on two or more nodes.
+    pub samples_seen: usize,
+    /// See `samples_seen`.
+    pub doubled_seen: usize,
 }
 
 /// The helpers of one profile run: banner responders, probe, sampler, and their readers.
@@ -331,7 +336,7 @@ impl<'a> Run<'a> {
         let n = self.opts.addresses;
         self.read_lines(out, raw.join("sampler.log"), move |obs, line| {
             if let Some(s) = Sample::parse(line, n) {
-                obs.samples.push(s);
+                obs.push_sample(s);
             }
         })?;
         self.helpers = Some(h);
@@ -856,7 +861,12 @@ pub fn run_profile(opts: &Options, profile: &Profile) -> ProfileResult {
             return result;
         }
     };
-    match run.execute(&mut result) {
+    let outcome = run.execute(&mut result);
+    {
+        let o = run.obs();
+        (result.samples_seen, result.doubled_seen) = (o.samples_seen, o.doubled_seen);
+    }
+    match outcome {
         Ok(()) => {}
         Err(Abort::Interrupted) => result.status = "interrupted".into(),
         Err(Abort::Error(e)) => {

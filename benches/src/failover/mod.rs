@@ -10,6 +10,8 @@
 //!   `failover-bench`, which `run.sh` starts. [`analysis`] and [`report`] turn what was
 //!   recorded into figures and tables.
 
+#![warn(missing_docs)]
+
 pub mod analysis;
 pub mod child;
 pub mod clock;

@@ -249,6 +249,7 @@ pub fn json(results: &[ProfileResult], meta: Value) -> Value {
                 "label": p.map(|p| p.label.clone()), "profile_text": p.map(|p| p.text.clone()),
                 "settings": r.settings, "status": r.status, "trials": trials,
                 "footprint": fp, "idle_seconds": r.idle_secs,
+                "whole_run": {"samples": r.samples_seen, "samples_on_two_nodes": r.doubled_seen},
             })
         })
         .collect();
