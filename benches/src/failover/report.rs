@@ -205,8 +205,7 @@ fn rss_cell(r: &ProfileResult) -> String {
         .map(|f| f.rss_kb as f64 / 1024.0)
         .collect();
     match Stats::of(&v) {
-        Some(s) if s.min == s.max => format!("{:.1} MB", s.min),
-        Some(s) => format!("{:.1}-{:.1} MB", s.min, s.max),
+        Some(s) => range(format!("{:.1}", s.min), format!("{:.1}", s.max)) + " MB",
         None => String::new(),
     }
 }
@@ -214,8 +213,20 @@ fn rss_cell(r: &ProfileResult) -> String {
 fn cpu_cell(r: &ProfileResult) -> String {
     let v: Vec<f64> = r.footprint.iter().map(|f| f.cpu_pct).collect();
     match Stats::of(&v) {
-        Some(s) => format!("{:.2}-{:.2} % ({} s)", s.min, s.max, r.idle_secs),
+        Some(s) => {
+            range(format!("{:.2}", s.min), format!("{:.2}", s.max))
+                + &format!(" % ({} s)", r.idle_secs)
+        }
         None => String::new(),
+    }
+}
+
+/// `a-b`, or `a` when both print the same.
+fn range(a: String, b: String) -> String {
+    if a == b {
+        a
+    } else {
+        format!("{a}-{b}")
     }
 }
 
