@@ -120,9 +120,9 @@ if [ ${#base_missing[@]} -gt 0 ]; then
 fi
 RUN=()
 for s in ${SYSTEM//,/ }; do
-	m=$(missing_for "$s")
-	if [ -n "$m" ]; then
-		say "skipping $s: missing Debian packages: $m (apt-get install $m)"
+	lack=$(missing_for "$s")
+	if [ -n "$lack" ]; then
+		say "skipping $s: missing Debian packages: $lack (apt-get install $lack)"
 	else
 		RUN+=("$s")
 	fi
