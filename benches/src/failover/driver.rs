@@ -415,7 +415,23 @@ impl<'a> Run<'a> {
                 }
             }
         }
-        self.sys.healthy(&self.ctx, live)
+        self.sys.healthy(&self.ctx, live)?;
+        // The system's own view agrees with the kernel (CTDB and pharos say where each is).
+        if let Some(alloc) = self.sys.allocation(&self.ctx, live) {
+            let alloc = alloc?;
+            let o = self.obs();
+            let s = o.latest().ok_or("no sample yet")?;
+            for (k, a) in self.ctx.public.iter().enumerate() {
+                let said = alloc.iter().find(|(x, _)| x == a).map(|&(_, p)| p);
+                let kernel = s.holders[k].trailing_zeros() as i64;
+                if said != Some(kernel) {
+                    return Err(format!(
+                        "{a}: the system says {said:?}, the kernel n{kernel}"
+                    ));
+                }
+            }
+        }
+        Ok(())
     }
 
     fn wait_ready(&self, s: f64) -> Result<Result<(), String>, Abort> {

@@ -269,6 +269,18 @@ impl System for Ctdb {
         }
     }
 
+    fn allocation(
+        &self,
+        ctx: &Ctx,
+        live: &[usize],
+    ) -> Option<Result<Vec<(std::net::Ipv4Addr, i64)>, String>> {
+        let &i = live.first()?;
+        Some(
+            self.ask(ctx, i, &["-X", "ip"])
+                .and_then(|t| super::parse_ctdb_ip(&t)),
+        )
+    }
+
     fn collect_logs(&self, ctx: &Ctx) {
         for i in 0..ctx.nodes {
             let from = Self::base(ctx, i).join("log/log.ctdb");

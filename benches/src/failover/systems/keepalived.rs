@@ -190,3 +190,44 @@ impl System for Keepalived {
         "keepalived has no cluster view (the kernel's addresses are the only one)".into()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::failover::procs::PidLog;
+    use std::net::Ipv4Addr;
+
+    #[test]
+    fn each_address_prefers_its_own_node_with_unicast_peers() {
+        let ctx = Ctx {
+            prefix: "x".into(),
+            nodes: 3,
+            node_ips: (1..=3).map(|d| Ipv4Addr::new(10, 0, 0, d)).collect(),
+            public: (100..104).map(|d| Ipv4Addr::new(10, 0, 0, d)).collect(),
+            mask_bits: 24,
+            state: "/nonexistent".into(),
+            logs: "/nonexistent".into(),
+            bin_dir: "/nonexistent".into(),
+            pids: PidLog("/nonexistent".into()),
+        };
+        // Address k: node k mod 3 first, then the next ones in ring order.
+        let prio = |i, k| Keepalived::priority(3, i, k);
+        assert!(prio(0, 0) > prio(1, 0) && prio(1, 0) > prio(2, 0));
+        assert!(prio(1, 1) > prio(2, 1) && prio(2, 1) > prio(0, 1));
+        assert!(prio(0, 3) > prio(1, 3));
+        assert!((0..3).all(|i| (1..=254).contains(&prio(i, 0))));
+        let p = Profile::parse("k", "system = keepalived\nadvert_int = 0.01\n").unwrap();
+        let conf = Keepalived::new(&p).unwrap().conf(&ctx, 1);
+        assert_eq!(conf.matches("vrrp_instance").count(), 4);
+        assert!(conf.contains("unicast_src_ip 10.0.0.2"));
+        assert!(conf.contains("        10.0.0.1\n        10.0.0.3\n"));
+        assert!(
+            !conf.contains("        10.0.0.2\n"),
+            "a node is not its own peer"
+        );
+        assert!(conf.contains("advert_int 0.01") && conf.contains("10.0.0.103/24 dev eth0"));
+        assert!(!conf.contains("nopreempt") && !conf.contains("preempt_delay"));
+        let bad = Profile::parse("k", "system = keepalived\nadvert_int = 0.001\n").unwrap();
+        assert!(Keepalived::new(&bad).is_err());
+    }
+}

@@ -81,8 +81,88 @@ pub trait System {
     fn healthy(&self, ctx: &Ctx, live: &[usize]) -> Result<(), String>;
     /// The system's view of the public addresses (for messages), asked of a node in `live`.
     fn address_view(&self, ctx: &Ctx, live: &[usize]) -> String;
+    /// Where the system believes each address is hosted (address, PNN; -1 unassigned), for
+    /// the systems that say (CTDB, pharos); `None` for those that do not (keepalived).
+    fn allocation(
+        &self,
+        _ctx: &Ctx,
+        _live: &[usize],
+    ) -> Option<Result<Vec<(Ipv4Addr, i64)>, String>> {
+        None
+    }
     /// Copies the system's own logs into `ctx.logs` (at the end of a run).
     fn collect_logs(&self, _ctx: &Ctx) {}
+}
+
+/// Parses `ctdb -X ip` (`|Public IP|Node|` then `|10.0.0.1|2|` rows).
+pub fn parse_ctdb_ip(text: &str) -> Result<Vec<(Ipv4Addr, i64)>, String> {
+    let mut v = Vec::new();
+    for line in text.lines().skip(1).filter(|l| !l.trim().is_empty()) {
+        let f: Vec<&str> = line.trim().trim_matches('|').split('|').collect();
+        match (
+            f.first().and_then(|a| a.parse().ok()),
+            f.get(1).and_then(|p| p.parse().ok()),
+        ) {
+            (Some(a), Some(p)) => v.push((a, p)),
+            _ => return Err(format!("ctdb -X ip: unexpected line {line:?}")),
+        }
+    }
+    Ok(v)
+}
+
+/// Parses `pharos --json ip` (DESIGN.md: `{"ips":[{"address":"10.0.0.1","pnn":1,...}]}`; an
+/// address written with its `/BITS` is accepted too).
+pub fn parse_pharos_ip(v: &serde_json::Value) -> Result<Vec<(Ipv4Addr, i64)>, String> {
+    let ips = v
+        .get("ips")
+        .and_then(|x| x.as_array())
+        .ok_or("pharos ip: no \"ips\" list")?;
+    ips.iter()
+        .map(|e| {
+            let a = e.get("address").and_then(|a| a.as_str()).unwrap_or("");
+            let a = a
+                .split('/')
+                .next()
+                .unwrap_or("")
+                .parse()
+                .map_err(|_| format!("pharos ip: bad address in {e}"))?;
+            let p = e
+                .get("pnn")
+                .and_then(|p| p.as_i64())
+                .ok_or(format!("pharos ip: no pnn in {e}"))?;
+            Ok((a, p))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_systems_address_views() {
+        let c = parse_ctdb_ip("|Public IP|Node|\n|10.0.0.2|1|\n|10.0.0.1|-1|\n").unwrap();
+        assert_eq!(
+            c,
+            vec![
+                ("10.0.0.2".parse().unwrap(), 1),
+                ("10.0.0.1".parse().unwrap(), -1)
+            ]
+        );
+        assert!(parse_ctdb_ip("|Public IP|Node|\nnonsense\n").is_err());
+        let j = serde_json::json!({"ips":[{"address":"10.0.0.1","pnn":2,"interfaces":["eth0"]},
+                                          {"address":"10.0.0.3/24","pnn":-1}]});
+        let p = parse_pharos_ip(&j).unwrap();
+        assert_eq!(
+            p,
+            vec![
+                ("10.0.0.1".parse().unwrap(), 2),
+                ("10.0.0.3".parse().unwrap(), -1)
+            ]
+        );
+        assert!(parse_pharos_ip(&serde_json::json!({"ips":[{"address":"x","pnn":1}]})).is_err());
+        assert!(parse_pharos_ip(&serde_json::json!({})).is_err());
+    }
 }
 
 /// Builds the system of a profile.

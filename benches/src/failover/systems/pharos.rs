@@ -164,6 +164,18 @@ impl System for Pharos {
         Ok(())
     }
 
+    fn allocation(
+        &self,
+        ctx: &Ctx,
+        live: &[usize],
+    ) -> Option<Result<Vec<(std::net::Ipv4Addr, i64)>, String>> {
+        let &i = live.first()?;
+        Some(
+            self.cli(ctx, i, &["ip"])
+                .and_then(|v| super::parse_pharos_ip(&v)),
+        )
+    }
+
     fn address_view(&self, ctx: &Ctx, live: &[usize]) -> String {
         let Some(&i) = live.first() else {
             return "no live node".into();
