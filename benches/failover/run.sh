@@ -37,7 +37,7 @@ while [ $# -gt 0 ]; do
 	--cleanup-only) CLEANUP_ONLY=1; shift ;;
 	--reps | --events | --profiles | --idle | --nodes | --addresses)
 		PASS+=("$1" "${2:?$1 needs a value}"); shift 2 ;;
-	-h | --help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+	-h | --help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
 	*) die "unknown option $1 (see --help)" ;;
 	esac
 done
