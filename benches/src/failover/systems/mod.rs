@@ -135,36 +135,6 @@ pub fn parse_pharos_ip(v: &serde_json::Value) -> Result<Vec<(Ipv4Addr, i64)>, St
         .collect()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_the_systems_address_views() {
-        let c = parse_ctdb_ip("|Public IP|Node|\n|10.0.0.2|1|\n|10.0.0.1|-1|\n").unwrap();
-        assert_eq!(
-            c,
-            vec![
-                ("10.0.0.2".parse().unwrap(), 1),
-                ("10.0.0.1".parse().unwrap(), -1)
-            ]
-        );
-        assert!(parse_ctdb_ip("|Public IP|Node|\nnonsense\n").is_err());
-        let j = serde_json::json!({"ips":[{"address":"10.0.0.1","pnn":2,"interfaces":["eth0"]},
-                                          {"address":"10.0.0.3/24","pnn":-1}]});
-        let p = parse_pharos_ip(&j).unwrap();
-        assert_eq!(
-            p,
-            vec![
-                ("10.0.0.1".parse().unwrap(), 2),
-                ("10.0.0.3".parse().unwrap(), -1)
-            ]
-        );
-        assert!(parse_pharos_ip(&serde_json::json!({"ips":[{"address":"x","pnn":1}]})).is_err());
-        assert!(parse_pharos_ip(&serde_json::json!({})).is_err());
-    }
-}
-
 /// Builds the system of a profile.
 pub fn for_profile(p: &Profile) -> Result<Box<dyn System>, String> {
     match p.system.as_str() {
@@ -195,4 +165,34 @@ fn write(path: &std::path::Path, text: &str) -> Result<(), String> {
 
 fn mkdir(path: &std::path::Path) -> Result<(), String> {
     std::fs::create_dir_all(path).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_systems_address_views() {
+        let c = parse_ctdb_ip("|Public IP|Node|\n|10.0.0.2|1|\n|10.0.0.1|-1|\n").unwrap();
+        assert_eq!(
+            c,
+            vec![
+                ("10.0.0.2".parse().unwrap(), 1),
+                ("10.0.0.1".parse().unwrap(), -1)
+            ]
+        );
+        assert!(parse_ctdb_ip("|Public IP|Node|\nnonsense\n").is_err());
+        let j = serde_json::json!({"ips":[{"address":"10.0.0.1","pnn":2,"interfaces":["eth0"]},
+                                          {"address":"10.0.0.3/24","pnn":-1}]});
+        let p = parse_pharos_ip(&j).unwrap();
+        assert_eq!(
+            p,
+            vec![
+                ("10.0.0.1".parse().unwrap(), 2),
+                ("10.0.0.3".parse().unwrap(), -1)
+            ]
+        );
+        assert!(parse_pharos_ip(&serde_json::json!({"ips":[{"address":"x","pnn":1}]})).is_err());
+        assert!(parse_pharos_ip(&serde_json::json!({})).is_err());
+    }
 }
