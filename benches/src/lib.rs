@@ -5,6 +5,7 @@
 //! The allocator is a type, not a registered `#[global_allocator]`: each bench binary that wants
 //! allocation counts registers it itself (a program has only one global allocator).
 
+pub mod failover;
 pub mod ipalloc;
 pub mod mesh;
 
