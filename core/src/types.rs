@@ -3,8 +3,18 @@
 use core::fmt;
 
 /// Physical node number: the node's line index in the nodes file, from 0.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Pnn(pub u32);
+
+impl fmt::Debug for Pnn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if *self == Pnn::NONE {
+            f.write_str("Pnn(NONE)")
+        } else {
+            write!(f, "Pnn({})", self.0)
+        }
+    }
+}
 
 impl Pnn {
     /// "No node" on the wire and in JSON (-1 as i32).
