@@ -42,6 +42,18 @@ pub enum Request {
     Ping,
     /// Administrative flag changes on this node.
     Admin(AdminCommand),
+    /// The public addresses: this node's own (`ip`), or every one the cluster knows
+    /// (`ip all`), each with its holder.
+    Ip {
+        /// Every address the cluster knows, not only this node's.
+        all: bool,
+    },
+    /// One public address in detail.
+    IpInfo(IpAddr),
+    /// Move a public address to a node (`moveip IP PNN`).
+    MoveIp(IpAddr, Pnn),
+    /// Re-read the public addresses file on every node.
+    ReloadIps,
 }
 
 /// `ctdb disable`, `enable`, `stop`, `continue`, `ban`, `unban`, applied to the node asked.
@@ -152,9 +164,20 @@ impl Request {
                 }
             },
             ("ban", _) => return Err(usage(cmd, "SECONDS")),
+            ("ip", 0) => Request::Ip { all: false },
+            ("ip", 1) if args[0] == "all" => Request::Ip { all: true },
+            ("ip", _) => return Err(usage(cmd, "[all]")),
+            ("ipinfo", 1) => Request::IpInfo(parse_ip(args[0])?),
+            ("ipinfo", _) => return Err(usage(cmd, "IP")),
+            ("moveip", 2) => Request::MoveIp(
+                parse_ip(args[0])?,
+                parse_pnn(args[1]).map_err(|e| ControlError(format!("moveip: {e}")))?,
+            ),
+            ("moveip", _) => return Err(usage(cmd, "IP PNN")),
+            ("reloadips", 0) => Request::ReloadIps,
             (
                 "status" | "pnn" | "recmaster" | "leader" | "listvars" | "ping" | "disable"
-                | "enable" | "stop" | "continue" | "unban",
+                | "enable" | "stop" | "continue" | "unban" | "reloadips",
                 _,
             ) => return Err(ControlError(format!("{cmd} takes no arguments"))),
             _ => return Err(ControlError(format!("unknown command {cmd:?}"))),
@@ -180,10 +203,35 @@ impl Request {
             Request::Admin(AdminCommand::Continue) => "continue".to_string(),
             Request::Admin(AdminCommand::Ban(s)) => format!("ban {s}"),
             Request::Admin(AdminCommand::Unban) => "unban".to_string(),
+            Request::Ip { all: false } => "ip".to_string(),
+            Request::Ip { all: true } => "ip all".to_string(),
+            Request::IpInfo(a) => format!("ipinfo {a}"),
+            Request::MoveIp(a, p) => format!("moveip {a} {p}"),
+            Request::ReloadIps => "reloadips".to_string(),
         };
         s.push('\n');
         s
     }
+}
+
+fn parse_ip(word: &str) -> Result<IpAddr, ControlError> {
+    word.parse()
+        .map_err(|_| ControlError(format!("invalid IP address {word:?}")))
+}
+
+/// One public address as `ip` and `ipinfo` show it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IpStatus {
+    /// The address.
+    pub address: IpAddr,
+    /// Its prefix length.
+    pub prefix: u8,
+    /// Its holder in the last allocation ([`Pnn::NONE`]: nobody).
+    pub pnn: Pnn,
+    /// The interfaces this node may put it on (empty if it is not one of this node's).
+    pub interfaces: Vec<String>,
+    /// The interface it is on here, if this node hosts it.
+    pub active: Option<String>,
 }
 
 /// One node's line in a status report.
@@ -235,6 +283,10 @@ pub enum Response {
     Done(Option<String>),
     /// For `ping`.
     Pong(Pnn),
+    /// For `ip`: the answering node and its addresses.
+    Ips(Pnn, Vec<IpStatus>),
+    /// For `ipinfo`: the answering node and the address.
+    IpInfo(Pnn, IpStatus),
     /// The request failed.
     Error(String),
 }

@@ -497,7 +497,12 @@ impl Net {
             Action::ReleaseLock => fcntl_release(&mut self.lock_holder, i),
             Action::Reply { response, .. } => self.replies.push((i, response)),
             Action::ReleaseAllIps => self.released_all.push((now, i)),
-            Action::Exit => {}
+            // This network hosts no addresses (its nodes have none configured).
+            Action::Exit
+            | Action::TakeIp { .. }
+            | Action::ReleaseIp { .. }
+            | Action::RenewIps { .. }
+            | Action::ReloadIps => {}
         }
     }
 

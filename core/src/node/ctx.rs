@@ -29,6 +29,8 @@ pub(super) struct Queued {
     pub peer: Pnn,
     pub header: Header,
     pub message: Message,
+    /// Its encoded entries, in `Ctx::entries` (for a message with entries).
+    entries: (u32, u32),
 }
 
 /// The shared context.
@@ -49,6 +51,8 @@ pub(super) struct Ctx {
     pub writable: NodeSet,
     pub stats: Stats,
     transmits: VecDeque<Queued>,
+    /// Encoded entries of queued messages that have them (a cold path: lists change rarely).
+    entries: Vec<u8>,
     actions: VecDeque<Action>,
     notifications: VecDeque<Notification>,
 }
@@ -76,6 +80,7 @@ impl Ctx {
             stats: Stats::default(),
             // Room for a few frames per peer per event: the steady state never grows these.
             transmits: VecDeque::with_capacity(4 * n + 8),
+            entries: Vec::new(),
             actions: VecDeque::with_capacity(2 * n + 8),
             notifications: VecDeque::with_capacity(2 * n + 8),
         }
@@ -89,6 +94,10 @@ impl Ctx {
     /// Queues `message` for `peer` with an explicit header generation (recovery frames carry
     /// the new one).
     pub fn send_in(&mut self, peer: Pnn, message: Message, generation: Generation) {
+        self.queue(peer, message, generation, (0, 0));
+    }
+
+    fn queue(&mut self, peer: Pnn, message: Message, generation: Generation, entries: (u32, u32)) {
         self.transmits.push_back(Queued {
             peer,
             header: Header {
@@ -99,6 +108,7 @@ impl Ctx {
                 request_id: 0,
             },
             message,
+            entries,
         });
     }
 
@@ -107,6 +117,29 @@ impl Ctx {
         let writable = self.writable;
         for p in writable.iter() {
             self.send(p, message);
+        }
+    }
+
+    /// Queues a message with entries for `peers`: `fill` appends the encoded entries and
+    /// returns their count, which becomes the message's (`make` builds it from the count).
+    pub fn send_entries(
+        &mut self,
+        peers: NodeSet,
+        make: impl Fn(u32) -> Message,
+        fill: impl FnOnce(&mut Vec<u8>) -> u32,
+    ) {
+        if peers.is_empty() {
+            return;
+        }
+        if self.transmits.is_empty() {
+            self.entries.clear();
+        }
+        let start = self.entries.len();
+        let count = fill(&mut self.entries);
+        let len = self.entries.len() - start;
+        let message = make(count);
+        for p in peers.iter() {
+            self.queue(p, message, self.generation, (start as u32, len as u32));
         }
     }
 
@@ -131,7 +164,9 @@ impl Ctx {
     /// Appends the next queued frame to `out`; returns its peer.
     pub fn poll_transmit(&mut self, out: &mut Vec<u8>) -> Option<Pnn> {
         let t = self.transmits.pop_front()?;
-        wire::encode(&t.header, &t.message, out);
+        let (start, len) = (t.entries.0 as usize, t.entries.1 as usize);
+        let entries = self.entries.get(start..start + len).unwrap_or(&[]);
+        wire::encode_with(&t.header, &t.message, entries, out);
         Some(t.peer)
     }
 

@@ -141,10 +141,31 @@ impl Election {
                 ctx.timers
                     .set(Timer::Election, ctx.now + ctx.tunables.election_timeout);
             }
+            if members.all_connected() {
+                // Every node's view is here: a short settle is enough.
+                ctx.timers
+                    .set_earliest(Timer::Election, ctx.now + Self::settle(ctx));
+            }
         } else {
             ctx.timers.stop(Timer::Election);
         }
         stepped_down
+    }
+
+    /// How long views settle before a claim when there is nothing more to wait for (every node
+    /// connected, or the recovery master certainly dead): not a whole ElectionTimeout.
+    fn settle(ctx: &Ctx) -> core::time::Duration {
+        ctx.tunables
+            .election_timeout
+            .min(ctx.tunables.keepalive_interval / 4)
+    }
+
+    /// The recovery master died for certain (EOF, goodbye, fenced): the round that follows
+    /// need not wait a full ElectionTimeout.
+    pub fn recmaster_died(&mut self, ctx: &mut Ctx, pnn: Pnn) {
+        if pnn == self.recmaster {
+            ctx.timers.set(Timer::Election, ctx.now + Self::settle(ctx));
+        }
     }
 
     /// The election round ended: claim the role if this node should win and may lead.

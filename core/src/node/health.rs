@@ -7,13 +7,20 @@
 //! Keepalives go to every peer we can write to every (own) KeepaliveInterval. The silence
 //! check runs at the earliest instant a peer could be dead, not at our own ticks, so a node with
 //! a long interval still notices a silent peer on time.
+//!
+//! The hosting lease lives here too, because it is a liveness fact: every keepalive carries its
+//! sender's clock (`stamp`) and echoes the receiver's latest stamp if the receiver is a member
+//! of the sender's generation. A node whose stamp `s` a majority of the cluster (itself
+//! included) has echoed may host public addresses until `s + lease` on its own clock. A node
+//! cut off from the majority, or left out of a new generation by it, cannot renew: its lease
+//! runs out on its own clock, with no message needed (see docs/ADDRESSES.md).
 
 use super::ctx::Ctx;
 use super::timer::Timer;
 use crate::config::Tunables;
 use crate::time::Instant;
 use crate::types::{NodeSet, Pnn};
-use crate::wire::{Liveness, Message};
+use crate::wire::{Keepalive, Liveness, Message};
 use alloc::vec::Vec;
 use core::time::Duration;
 
@@ -69,14 +76,22 @@ struct PeerHealth {
     last_rx: Instant,
     /// What it promised about its keepalives.
     promise: Promise,
+    /// Its latest stamp (its clock), to echo back.
+    their_stamp: u64,
+    /// Our latest stamp it echoed (our clock), 0 if none since it became connected.
+    echoed: u64,
 }
 
-/// The health layer: every peer's last sign of life and promise.
+/// The health layer: every peer's last sign of life and promise, and the echoes that make the
+/// hosting lease.
 #[derive(Debug)]
 pub(super) struct Health {
     peers: Vec<PeerHealth>,
     /// Peers whose silence is watched (the connected ones).
     watched: NodeSet,
+    /// Peers whose stamps we echo: the members of our generation (or of the recovery that
+    /// proposed it).
+    echo_set: NodeSet,
 }
 
 impl Health {
@@ -89,11 +104,82 @@ impl Health {
                 PeerHealth {
                     last_rx: ctx.now,
                     promise: own,
+                    their_stamp: 0,
+                    echoed: 0,
                 };
                 ctx.nodes.len()
             ],
             watched: NodeSet::new(),
+            echo_set: NodeSet::new(),
         }
+    }
+
+    /// Our stamp now: the clock plus one, so that no stamp is 0 ("none").
+    fn stamp(ctx: &Ctx) -> u64 {
+        ctx.now.as_nanos().saturating_add(1)
+    }
+
+    /// A keepalive for `peer`: our view, our stamp, and its stamp echoed if it is a member.
+    pub fn keepalive(&self, ctx: &Ctx, peer: Pnn) -> Message {
+        let echo = if self.echo_set.contains(peer) && self.watched.contains(peer) {
+            self.peers[peer.index()].their_stamp
+        } else {
+            0
+        };
+        Message::Keepalive(Keepalive {
+            stamp: Self::stamp(ctx),
+            echo,
+            ..ctx.view
+        })
+    }
+
+    /// Sends our view to every peer we can write to.
+    pub fn broadcast(&self, ctx: &mut Ctx) {
+        let writable = ctx.writable;
+        for p in writable.iter() {
+            let k = self.keepalive(ctx, p);
+            ctx.send(p, k);
+        }
+    }
+
+    /// What a keepalive of `peer` says about stamps.
+    pub fn stamps(&mut self, peer: Pnn, k: &Keepalive) {
+        let p = &mut self.peers[peer.index()];
+        p.their_stamp = k.stamp;
+        // An echo is of one of our stamps: it only ever moves forward.
+        p.echoed = p.echoed.max(k.echo);
+    }
+
+    /// From now on we echo only these peers' stamps (the members of a new generation).
+    pub fn set_echo_set(&mut self, members: NodeSet) {
+        self.echo_set = members;
+    }
+
+    /// Until when a majority of `expected` votes (this node's own included) vouches for this
+    /// node: our latest stamp that a majority echoed, plus `lease`. `None` if no majority
+    /// does. A single-node cluster needs nobody.
+    pub fn lease_until(&self, expected: usize, lease: Duration) -> Option<Instant> {
+        let need = expected / 2; // peers, besides ourselves, for a strict majority
+        if need == 0 {
+            return Some(Instant::MAX);
+        }
+        // The `need`-th largest echo among the watched peers.
+        let mut best = [0u64; crate::config::MAX_NODES];
+        let mut n = 0;
+        for peer in self.watched.iter() {
+            let e = self.peers[peer.index()].echoed;
+            if e > 0 && n < best.len() {
+                best[n] = e;
+                n += 1;
+            }
+        }
+        if n < need {
+            return None;
+        }
+        let echoes = &mut best[..n];
+        echoes.sort_unstable_by(|a, b| b.cmp(a));
+        let s = echoes[need - 1];
+        Some(Instant::from_nanos(s.saturating_sub(1)) + lease)
     }
 
     /// A frame of `peer` arrived now.
@@ -116,6 +202,9 @@ impl Health {
     pub fn watch(&mut self, ctx: &mut Ctx, peer: Pnn) {
         let p = &mut self.peers[peer.index()];
         p.last_rx = ctx.now;
+        // Echoes count only from the connection it has now.
+        p.echoed = 0;
+        p.their_stamp = 0;
         self.watched.insert(peer);
         ctx.timers
             .set_earliest(Timer::Silence, ctx.now + p.promise.dead_after());
@@ -161,7 +250,7 @@ impl Health {
             next = ctx.now + interval;
         }
         ctx.timers.set(Timer::Keepalive, next);
-        ctx.broadcast(Message::Keepalive(ctx.view));
+        self.broadcast(ctx);
     }
 
     /// Our interval got shorter: the next tick comes no later than one new interval from now.

@@ -1,8 +1,12 @@
 //! The node's vocabulary with its shell: what goes in ([`Event`]), what it asks for
 //! ([`Action`]), what it tells ([`Notification`]), and its counters ([`Stats`]).
 
+use crate::config::PublicAddresses;
 use crate::control::{Request, Response};
+use crate::time::Instant;
 use crate::types::{ClientId, ConnId, Generation, Link, NodeFlags, NodeSet, Pnn};
+use crate::wire::IpOp;
+use alloc::string::String;
 use core::net::{IpAddr, SocketAddr};
 use core::time::Duration;
 
@@ -57,6 +61,25 @@ pub enum Event<'a> {
     /// Stop: release what this node holds, say goodbye to the peers, close every connection,
     /// then [`Action::Exit`]. Every shell's SIGTERM comes here, so the order is the same for all.
     Shutdown,
+    /// The shell carried out an [`Action::TakeIp`] or [`Action::ReleaseIp`] (or failed to).
+    IpResult(IpResult),
+    /// This node's public addresses (re-read for [`Action::ReloadIps`], or on SIGHUP).
+    PublicAddresses(PublicAddresses),
+    /// The guardian removed every public address of this node while the daemon did not run
+    /// (it was frozen), and told the peers so.
+    Fenced,
+}
+
+/// What became of an address change the node asked for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IpResult {
+    /// The address.
+    pub addr: IpAddr,
+    /// What was asked.
+    pub op: IpOp,
+    /// `None` if done; the errno otherwise (an address that was already gone counts as
+    /// released, not as an error).
+    pub error: Option<i32>,
 }
 
 /// Something the node wants the shell to do (besides transmitting frames).
@@ -85,8 +108,42 @@ pub enum Action {
     /// Give the cluster lock up (no answer expected).
     ReleaseLock,
     /// Release every public IP this node hosts, at once (quorum lost, node banned or stopped,
-    /// shutting down).
+    /// lease lost, shutting down), before carrying out the next action. No answer.
     ReleaseAllIps,
+    /// Add `addr/prefix` on `iface` with a kernel lifetime of `lifetime_secs` (its valid and
+    /// preferred lifetime), announce it (gratuitous ARP, unsolicited neighbour advertisement),
+    /// and answer with [`Event::IpResult`]. Do not add it after `not_after` on the shell's
+    /// clock (the daemon was frozen meanwhile): answer with an error instead.
+    TakeIp {
+        /// The address.
+        addr: IpAddr,
+        /// Its prefix length.
+        prefix: u8,
+        /// The interface.
+        iface: String,
+        /// Kernel lifetime, whole seconds.
+        lifetime_secs: u32,
+        /// Too late to add it after this.
+        not_after: Instant,
+    },
+    /// Remove `addr/prefix` from `iface`; answer with [`Event::IpResult`].
+    ReleaseIp {
+        /// The address.
+        addr: IpAddr,
+        /// Its prefix length.
+        prefix: u8,
+        /// The interface.
+        iface: String,
+    },
+    /// Renew the kernel lifetime of every address this node hosts to `lifetime_secs`, never
+    /// re-creating one that is gone. No answer.
+    RenewIps {
+        /// Kernel lifetime, whole seconds.
+        lifetime_secs: u32,
+    },
+    /// Re-read the public addresses file and answer with [`Event::PublicAddresses`]
+    /// (`pharos reloadips`).
+    ReloadIps,
     /// Send this response to a control client.
     Reply {
         /// The client.
@@ -125,6 +182,8 @@ pub enum Disconnect {
     },
     /// It said goodbye (a clean stop).
     Goodbye,
+    /// Its guardian said the daemon died or hung, and removed its addresses.
+    Fenced,
 }
 
 /// Something that happened, for the shell's log and for embedders. Drained with
@@ -175,6 +234,25 @@ pub enum Notification {
         generation: Generation,
         /// Its active nodes.
         vnnmap: NodeSet,
+    },
+    /// This node now hosts `addr`.
+    IpTaken {
+        /// The address.
+        addr: IpAddr,
+    },
+    /// This node no longer hosts `addr`.
+    IpReleased {
+        /// The address.
+        addr: IpAddr,
+    },
+    /// This node lost its hosting lease (no majority vouches for it): it released everything.
+    LeaseLost,
+    /// A takeover run of this node (as recovery master) ended.
+    TakeoverRun {
+        /// Addresses that moved.
+        moved: u32,
+        /// Addresses that could not be placed this time.
+        failed: u32,
     },
 }
 

@@ -235,6 +235,16 @@ impl Members {
         (0..self.nodes.len()).map(|i| Pnn(i as u32))
     }
 
+    /// Expected votes: one per live slot.
+    pub fn expected(&self) -> usize {
+        self.expected
+    }
+
+    /// Whether every live slot is connected.
+    pub fn all_connected(&self) -> bool {
+        self.votes == self.expected
+    }
+
     /// `WaitForAll` is satisfied (or not asked for).
     fn seen_all(&self, ctx: &Ctx) -> bool {
         !ctx.tunables.wait_for_all || self.never_seen == 0

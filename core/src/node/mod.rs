@@ -23,14 +23,16 @@
 //! timers to them, in one direction (lower layers never call higher ones):
 //!
 //! ```text
-//!   Node (dispatch) ──▶ Transport ─▶ Health ─▶ Members ─▶ Election ─▶ Recoveries ─▶ Takeover
+//!   Node (dispatch) ──▶ Transport ─▶ Health ─▶ Members ─▶ Election ─▶ Recoveries
+//!                                                                          ─▶ Hosting ─▶ Takeover
 //!        every layer reads and writes only the shared Ctx (now, tunables, timers, outputs)
-//!        and reads the layers to its left
+//!        and reads the layers to its left; the dispatcher hands data from one to another
 //! ```
 
 mod ctx;
 mod election;
 mod health;
+mod hosting;
 mod io;
 mod members;
 mod recovery;
@@ -38,26 +40,30 @@ mod takeover;
 mod timer;
 mod transport;
 
-pub use io::{Action, Disconnect, Event, LockResult, Notification, Stats};
+pub use hosting::HostState;
+pub use io::{Action, Disconnect, Event, IpResult, LockResult, Notification, Stats};
 pub use recovery::{next_generation, Recovery};
 pub use transport::OutState;
 
-use crate::config::{ConfigError, NodesFile, Tunables};
-use crate::control::{self, NodeStatus, Request, Response, StatusReport};
+use crate::config::{ConfigError, NodesFile, PublicAddresses, Tunables};
+use crate::control::{self, IpStatus, NodeStatus, Request, Response, StatusReport};
 use crate::error::Error;
 use crate::rng::Rng;
 use crate::time::Instant;
 use crate::types::{Generation, NodeFlags, NodeSet, Pnn, RecoveryMode};
-use crate::wire::{Keepalive, Message};
+use crate::wire::{self, IpOp, Keepalive, Message, WireIp};
 use alloc::format;
+use alloc::string::String;
 use alloc::vec::Vec;
-use core::net::{IpAddr, Ipv4Addr};
+use core::net::{IpAddr, Ipv4Addr, SocketAddr};
+use core::time::Duration;
 use ctx::{Ctx, Identity};
 use election::Election;
 use health::{Health, Promise};
+use hosting::{Done, Hosting};
 use members::{Members, NO_HOSTING};
 use recovery::{Recoveries, Verdict};
-use takeover::Takeover;
+use takeover::{Local, Takeover};
 use timer::Timer;
 use transport::{Routed, Transport};
 
@@ -70,6 +76,7 @@ pub struct NodeConfig {
     tunables: Tunables,
     start_stamp: u64,
     recmaster_capable: bool,
+    public_addresses: PublicAddresses,
 }
 
 impl NodeConfig {
@@ -93,7 +100,14 @@ impl NodeConfig {
             tunables,
             start_stamp: 0,
             recmaster_capable: true,
+            public_addresses: PublicAddresses::default(),
         })
+    }
+
+    /// The public addresses this node may host (its public_addresses file).
+    pub fn with_public_addresses(mut self, list: PublicAddresses) -> Self {
+        self.public_addresses = list;
+        self
     }
 
     /// When this node started, on a scale all nodes share (shells use milliseconds since the
@@ -129,6 +143,7 @@ pub struct Node {
     members: Members,
     election: Election,
     recoveries: Recoveries,
+    hosting: Hosting,
     takeover: Takeover,
     /// The view last told to the peers.
     told: Keepalive,
@@ -149,6 +164,7 @@ impl Node {
             tunables,
             start_stamp,
             recmaster_capable,
+            public_addresses,
         } = config;
         let me = Identity {
             pnn,
@@ -161,6 +177,8 @@ impl Node {
             recmaster: Pnn::NONE,
             recovery_mode: RecoveryMode::Normal,
             liveness: Promise::own(&tunables).to_wire(),
+            stamp: 0,
+            echo: 0,
         };
         let mut ctx = Ctx::new(now, me, port, nodes, tunables, view);
         let transport = Transport::new(&mut ctx);
@@ -168,14 +186,21 @@ impl Node {
         let members = Members::new(&ctx);
         let election = Election::new(&mut ctx);
         let recoveries = Recoveries::new(&ctx);
+        let takeover = Takeover::new(&ctx);
+        // Whatever an earlier life of this daemon left configured goes first (CTDB's startup
+        // does the same).
+        if !public_addresses.is_empty() {
+            ctx.act(Action::ReleaseAllIps);
+        }
         Node {
+            hosting: Hosting::new(&public_addresses),
             ctx,
             transport,
             health,
             members,
             election,
             recoveries,
-            takeover: Takeover::default(),
+            takeover,
             told: view,
             quorate: false,
             may_host: false,
@@ -245,6 +270,22 @@ impl Node {
                 self.shutdown();
                 return Ok(());
             }
+            Event::IpResult(r) => {
+                self.ip_result(r);
+                false
+            }
+            Event::PublicAddresses(list) => {
+                self.hosting.reload(&mut self.ctx, &list);
+                true
+            }
+            Event::Fenced => {
+                log::warn!(
+                    "node {}: its guardian removed every public address while it was stopped",
+                    self.ctx.me.pnn
+                );
+                self.hosting.forget_all();
+                true
+            }
         };
         dirty |= self.take_transport_changes();
         dirty |= self.run_timers();
@@ -257,11 +298,12 @@ impl Node {
 
     /// A decoded frame of a proven link, to the layer it concerns. `true` if something the
     /// reconcile pass reads may have changed.
-    fn route(&mut self, r: Routed) -> bool {
+    fn route(&mut self, r: Routed<'_>) -> bool {
         let Routed {
             peer,
             header,
             message,
+            frame,
         } = r;
         let c = &mut self.ctx;
         // Any frame is a sign of life.
@@ -271,6 +313,7 @@ impl Node {
             dirty |= self.members.generation_seen(peer, header.generation);
         }
         let recmaster = self.election.recmaster();
+        let from_master = peer == recmaster && header.generation == c.generation;
         match message {
             Message::Hello(h) => {
                 self.health.promised(c, peer, h.liveness);
@@ -278,11 +321,12 @@ impl Node {
             }
             Message::Keepalive(k) => {
                 self.health.promised(c, peer, k.liveness);
+                self.health.stamps(peer, &k);
                 dirty |= self.members.keepalive(c, peer, &k);
             }
-            Message::RecoveryStart => {
+            Message::RecoveryStart { members } => {
                 self.recoveries
-                    .on_start(c, recmaster, peer, header.generation);
+                    .on_start(c, recmaster, peer, header.generation, members);
                 dirty = true;
             }
             Message::RecoveryAck => {
@@ -296,10 +340,165 @@ impl Node {
             }
             Message::Reconfigured => {}
             Message::Goodbye => {
+                // A clean stop releases before it says goodbye.
+                self.takeover.node_fenced(peer);
                 self.transport.peer_dead(c, peer, Disconnect::Goodbye);
             }
+            Message::Fenced { .. } => {
+                log::warn!("node {peer}: its guardian fenced it (its addresses are gone)");
+                self.takeover.node_fenced(peer);
+                if self.transport.is_connected(peer) {
+                    self.transport.peer_dead(c, peer, Disconnect::Fenced);
+                }
+            }
+            Message::IpList { .. } => {
+                self.takeover.set_view(peer, wire::entries(frame, &message));
+            }
+            Message::TakeIp { ip } => {
+                let done = if from_master && self.refresh_hosting() {
+                    self.hosting.take(&mut self.ctx, peer, header.generation, ip)
+                } else {
+                    Some(Done {
+                        to: peer,
+                        generation: header.generation,
+                        ip,
+                        op: IpOp::Take,
+                        ok: false,
+                    })
+                };
+                self.deliver(done);
+            }
+            Message::ReleaseIp { ip } => {
+                // Any recovery master of this generation may ask for less: giving up is safe.
+                let done = self
+                    .hosting
+                    .release(&mut self.ctx, peer, header.generation, ip);
+                self.deliver(done);
+            }
+            Message::IpDone { ip, op, ok } => {
+                if self.is_acting_recmaster() {
+                    self.takeover
+                        .done(&mut self.ctx, &self.members, peer, ip, op, ok);
+                }
+            }
+            Message::IpReallocated { .. } => {
+                if from_master {
+                    self.takeover
+                        .set_allocation(wire::entries(frame, &message));
+                    self.check_allocation();
+                }
+            }
+            Message::TakeoverRequest => {
+                if self.is_acting_recmaster() {
+                    self.takeover.want_run();
+                }
+            }
+            Message::MoveIp { ip, pnn } => {
+                if self.is_acting_recmaster() {
+                    if let Err(e) = self.move_ip(ip, pnn) {
+                        log::warn!("moveip from node {peer} refused: {e}");
+                    }
+                }
+            }
+            Message::ReloadIps => self.ctx.act(Action::ReloadIps),
         }
         dirty
+    }
+
+    /// An answer to a take or release for the recovery master that asked (maybe this node).
+    fn deliver(&mut self, done: Option<Done>) {
+        let Some(d) = done else {
+            return;
+        };
+        if d.to == self.ctx.me.pnn {
+            let me = self.ctx.me.pnn;
+            self.takeover
+                .done(&mut self.ctx, &self.members, me, d.ip, d.op, d.ok);
+        } else {
+            self.ctx.send_in(d.to, d.message(), d.generation);
+        }
+    }
+
+    fn ip_result(&mut self, r: IpResult) {
+        let done = self.hosting.result(&mut self.ctx, r);
+        match (r.op, r.error, self.hosting.state_of(r.addr)) {
+            (IpOp::Take, None, Some(HostState::Held)) => {
+                self.ctx.notify(Notification::IpTaken { addr: r.addr });
+                self.arm_lease();
+            }
+            (IpOp::Release, _, Some(HostState::Free)) => {
+                self.ctx.notify(Notification::IpReleased { addr: r.addr })
+            }
+            _ => {}
+        }
+        self.deliver(done);
+    }
+
+    /// Compares what this node hosts with the allocation its recovery master announced, and
+    /// asks for a takeover run when they disagree (seed 000: "pnn == self and don't have ip",
+    /// "pnn != self and have ip").
+    fn check_allocation(&mut self) {
+        let me = self.ctx.me.pnn;
+        let mismatch = self.hosting.addrs().iter().any(|a| {
+            let assigned = self.takeover.holder(a.ip);
+            let held = a.state == HostState::Held;
+            (assigned == me && !held) || (assigned != me && held)
+        });
+        let r = self.election.recmaster();
+        if mismatch && r != Pnn::NONE && r != me {
+            log::info!("node {me}: what it hosts differs from the allocation: asking for a takeover run");
+            self.ctx.send(r, Message::TakeoverRequest);
+        }
+    }
+
+    /// `moveip`, on the acting recovery master: valid if `pnn` lists the address available.
+    fn move_ip(&mut self, ip: WireIp, pnn: Pnn) -> Result<(), String> {
+        let known = self.takeover.known();
+        let Some(ip) = known.into_iter().find(|k| k.addr == ip.addr) else {
+            return Err(format!("{} is not a public address of the cluster", ip.addr));
+        };
+        if !self.takeover.can_host(pnn, ip) {
+            return Err(format!("node {pnn} cannot host {}", ip.addr));
+        }
+        self.takeover.pin(ip, pnn);
+        Ok(())
+    }
+
+    /// Whether this node may host now (quorate, not barred, lease held); hosting is switched
+    /// off (everything released) when it may not.
+    fn refresh_hosting(&mut self) -> bool {
+        let lease = self.lease_valid();
+        let allowed = self.may_host && lease;
+        if !lease && self.hosting.hosts_any() {
+            self.ctx.notify(Notification::LeaseLost);
+        }
+        self.hosting
+            .set_allowed(&mut self.ctx, allowed, "the hosting lease ran out");
+        allowed
+    }
+
+    /// The hosting lease: a majority vouches for this node (TwoNode: or it holds the lock).
+    fn lease_valid(&self) -> bool {
+        if self.ctx.tunables.two_node && self.holds_lock() {
+            return true;
+        }
+        self.lease_until().is_some_and(|t| self.ctx.now < t)
+    }
+
+    fn lease_until(&self) -> Option<Instant> {
+        let lease = hosting::lease_len(&self.ctx);
+        self.health.lease_until(self.members.expected(), lease)
+    }
+
+    /// Watches the lease while anything is hosted: at its end, or (a lease that holds by
+    /// other means, TwoNode's lock) one lease from now; never in the past.
+    fn arm_lease(&mut self) {
+        let next = hosting::lease_len(&self.ctx);
+        let at = self
+            .lease_until()
+            .filter(|&t| t > self.ctx.now)
+            .unwrap_or(self.ctx.now + next);
+        self.ctx.timers.set(Timer::Lease, at);
     }
 
     /// Connection changes the transport decided, to the layers above. `true` if any.
@@ -307,19 +506,36 @@ impl Node {
         if !self.transport.has_changes() {
             return false;
         }
-        let (up, down) = self.transport.take_changes();
+        let (up, down, died) = self.transport.take_changes();
         for set in [down, up] {
             for p in set.iter() {
                 let on = self.transport.is_connected(p);
                 self.members.set_connected(p, on);
                 if on {
                     self.health.watch(&mut self.ctx, p);
+                    self.takeover.node_back(p);
+                    self.send_ip_list(p);
                 } else {
                     self.health.unwatch(p);
                 }
             }
         }
+        for p in died.iter() {
+            self.election.recmaster_died(&mut self.ctx, p);
+        }
         true
+    }
+
+    /// Our list of public addresses to `peer`.
+    fn send_ip_list(&mut self, peer: Pnn) {
+        let mut to = NodeSet::new();
+        to.insert(peer);
+        let hosting = &self.hosting;
+        self.ctx.send_entries(
+            to,
+            |entries| Message::IpList { entries },
+            |out| hosting.entries(out),
+        );
     }
 
     /// Runs every expired timer. `true` if one of them may have changed what the reconcile
@@ -357,6 +573,21 @@ impl Node {
                     let r = self.election.recmaster();
                     self.recoveries.check_follower(c, r, true);
                 }
+                Timer::Lease => {
+                    if self.refresh_hosting() {
+                        self.arm_lease();
+                    }
+                }
+                Timer::Renew => {
+                    if self.refresh_hosting() {
+                        self.hosting.renew(&mut self.ctx);
+                    }
+                    continue;
+                }
+                Timer::Takeover => {
+                    self.takeover.advance(&mut self.ctx, &self.members);
+                    continue;
+                }
             }
             self.take_transport_changes();
             dirty = true;
@@ -380,6 +611,7 @@ impl Node {
     fn step_down(&mut self, reason: &str) {
         if self.election.step_down(&mut self.ctx, reason) {
             self.recoveries.stop_monitoring(&mut self.ctx);
+            self.takeover.abort(&mut self.ctx);
         }
     }
 
@@ -387,6 +619,7 @@ impl Node {
         let out = self.election.on_lock(&mut self.ctx, result);
         if out.stepped_down {
             self.recoveries.stop_monitoring(&mut self.ctx);
+            self.takeover.abort(&mut self.ctx);
         }
         if out.acquired {
             log::info!("node {} holds the cluster lock", self.ctx.me.pnn);
@@ -404,6 +637,7 @@ impl Node {
         self.reconcile_quorum();
         if self.election.reconcile(&mut self.ctx, &self.members) {
             self.recoveries.stop_monitoring(&mut self.ctx);
+            self.takeover.abort(&mut self.ctx);
         }
         // Stepping down releases the lock, which ends a TwoNode node's quorum: see it now.
         self.reconcile_quorum();
@@ -411,13 +645,15 @@ impl Node {
         self.recoveries.check_follower(&mut self.ctx, r, false);
         let may_host = self.quorate && !self.members.own_flags().intersects(NO_HOSTING);
         if self.may_host && !may_host {
-            log::warn!(
-                "node {}: may no longer host public addresses, releasing them",
-                self.ctx.me.pnn
+            self.hosting.release_all(
+                &mut self.ctx,
+                "lost quorum, or banned, stopped or disabled",
             );
-            self.ctx.act(Action::ReleaseAllIps);
         }
         self.may_host = may_host;
+        if !may_host {
+            self.hosting.set_allowed(&mut self.ctx, false, "may not host");
+        }
     }
 
     fn reconcile_quorum(&mut self) {
@@ -432,26 +668,108 @@ impl Node {
         }
     }
 
-    /// The end of every event: a committed recovery's takeover run, and the view to the
-    /// peers if it changed.
+    /// The end of every event: a committed recovery's takeover run, the takeover run's
+    /// progress, our list and our view to the peers if they changed.
     fn finish_event(&mut self) {
-        if self.recoveries.take_committed() {
-            self.takeover.run(&mut self.ctx);
+        let acting = self.is_acting_recmaster();
+        if let Some((vnnmap, reachable)) = self.recoveries.take_committed() {
+            if acting {
+                self.takeover.committed(&mut self.ctx, vnnmap, reachable);
+            }
             self.recoveries
                 .announce_reconfigured(&mut self.ctx, &self.members);
         }
+        // Only members of our generation (and only while we may be in it) get their leases
+        // renewed by us.
+        let inactive = NodeFlags::BANNED.union(NodeFlags::STOPPED);
+        let echo = if self.members.own_flags().intersects(inactive) {
+            NodeSet::new()
+        } else {
+            self.recoveries.members()
+        };
+        self.health.set_echo_set(echo);
+        if acting && self.recoveries.mode() == RecoveryMode::Normal {
+            let was_running = self.takeover.running();
+            self.takeover
+                .maybe_run(&mut self.ctx, &self.members, self.recoveries.vnnmap());
+            self.run_local_steps();
+            if was_running || self.takeover.running() {
+                self.takeover.advance(&mut self.ctx, &self.members);
+                self.run_local_steps();
+            }
+            if let Some((moved, failed)) = self.takeover.take_finished() {
+                self.ctx
+                    .notify(Notification::TakeoverRun { moved, failed });
+                self.announce_allocation();
+            }
+        } else if self.takeover.running() {
+            self.takeover.abort(&mut self.ctx);
+        }
+        if self.hosting.list_changed {
+            self.hosting.list_changed = false;
+            let me = self.ctx.me.pnn;
+            self.takeover.set_view(me, self.hosting.view());
+            let (writable, hosting) = (self.ctx.writable, &self.hosting);
+            self.ctx.send_entries(
+                writable,
+                |entries| Message::IpList { entries },
+                |out| hosting.entries(out),
+            );
+        }
         if self.ctx.view != self.told {
             self.told = self.ctx.view;
-            self.ctx.broadcast(Message::Keepalive(self.told));
+            self.health.broadcast(&mut self.ctx);
         }
     }
 
-    /// A clean stop: give up the recmaster role and the lock, release the public addresses,
-    /// tell the peers, close every connection, exit.
+    /// Hands the takeover run's steps for this node to its own hosting layer.
+    fn run_local_steps(&mut self) {
+        while !self.takeover.local.is_empty() {
+            let steps = core::mem::take(&mut self.takeover.local);
+            let (me, g) = (self.ctx.me.pnn, self.ctx.generation);
+            for step in steps {
+                let done = match step {
+                    Local::Take(ip) if self.refresh_hosting() => {
+                        self.hosting.take(&mut self.ctx, me, g, ip)
+                    }
+                    Local::Take(ip) => Some(Done {
+                        to: me,
+                        generation: g,
+                        ip,
+                        op: IpOp::Take,
+                        ok: false,
+                    }),
+                    Local::Release(ip) => self.hosting.release(&mut self.ctx, me, g, ip),
+                };
+                self.deliver(done);
+            }
+        }
+    }
+
+    /// Tells every peer (and this node) who hosts what after a takeover run.
+    fn announce_allocation(&mut self) {
+        let mut to = NodeSet::new();
+        for p in self.members.pnns() {
+            if p != self.ctx.me.pnn && self.members.is_connected(p) {
+                to.insert(p);
+            }
+        }
+        let takeover = &self.takeover;
+        self.ctx.send_entries(
+            to,
+            |entries| Message::IpReallocated { entries },
+            |out| takeover.allocation_entries(out),
+        );
+        self.check_allocation();
+    }
+
+    /// A clean stop: give up the recmaster role and the lock, release the public addresses
+    /// (the shell removes them before it carries out the next action), tell the peers, close
+    /// every connection, exit.
     fn shutdown(&mut self) {
         log::info!("node {}: shutting down", self.ctx.me.pnn);
         self.step_down("shutting down");
-        self.ctx.act(Action::ReleaseAllIps);
+        self.hosting.release_all(&mut self.ctx, "shutting down");
         self.ctx.broadcast(Message::Goodbye);
         self.transport.close_all(&mut self.ctx);
         self.take_transport_changes();
@@ -597,6 +915,104 @@ impl Node {
         }
     }
 
+    /// The public addresses for `ip`: this node's own, or every one the cluster knows.
+    fn ips(&self, all: bool) -> Vec<IpStatus> {
+        let own = self.hosting.addrs();
+        let mut list: Vec<WireIp> = own.iter().map(|a| a.ip).collect();
+        if all {
+            list = self.takeover.known();
+            for a in own {
+                if !list.iter().any(|k| k.addr == a.ip.addr) {
+                    list.push(a.ip);
+                }
+            }
+            list.sort();
+        }
+        list.into_iter()
+            .map(|ip| {
+                let mine = own.iter().find(|a| a.ip.addr == ip.addr);
+                let active = mine
+                    .filter(|a| a.state == HostState::Held)
+                    .and_then(|a| a.on.and_then(|i| a.interfaces.get(i)).cloned());
+                IpStatus {
+                    address: ip.addr,
+                    prefix: ip.prefix,
+                    pnn: self.takeover.holder(ip),
+                    interfaces: mine.map(|a| a.interfaces.clone()).unwrap_or_default(),
+                    active,
+                }
+            })
+            .collect()
+    }
+
+    /// `moveip`: checked here, carried out by the recovery master.
+    fn request_move(&mut self, addr: IpAddr, pnn: Pnn) -> Response {
+        let Some(ip) = self.takeover.known().into_iter().find(|k| k.addr == addr) else {
+            return Response::Error(format!("{addr} is not a public address of the cluster"));
+        };
+        if self.ctx.nodes.address_of(pnn).is_none() {
+            return Response::Error(format!("node {pnn} does not exist"));
+        }
+        if !self.takeover.can_host(pnn, ip) {
+            return Response::Error(format!("node {pnn} cannot host {addr}"));
+        }
+        let r = self.election.recmaster();
+        if r == Pnn::NONE {
+            return Response::Error("no recovery master: try again later".into());
+        }
+        if r == self.ctx.me.pnn {
+            if let Err(e) = self.move_ip(ip, pnn) {
+                return Response::Error(e);
+            }
+        } else {
+            self.ctx.send(r, Message::MoveIp { ip, pnn });
+        }
+        Response::Done(None)
+    }
+
+    /// The frames this node's guardian sends to each peer when it fences the node: the
+    /// address to connect from, the peer's address, and the frame (for the shell to hand over
+    /// at start; they name this life of the node).
+    pub fn fencing_frames(&self) -> Vec<(IpAddr, SocketAddr, Vec<u8>)> {
+        let me = self.ctx.me.pnn;
+        let Some(local) = self.ctx.nodes.address_of(me) else {
+            return Vec::new();
+        };
+        let m = Message::Fenced {
+            incarnation: self.ctx.me.incarnation,
+        };
+        self.ctx
+            .nodes
+            .entries()
+            .iter()
+            .filter(|e| e.pnn != me)
+            .filter_map(|e| {
+                let addr = e.address?;
+                let header = wire::Header {
+                    op: m.op(),
+                    src: me,
+                    dst: e.pnn,
+                    generation: Generation(0),
+                    request_id: 0,
+                };
+                let mut frame = Vec::new();
+                wire::encode(&header, &m, &mut frame);
+                Some((local, SocketAddr::new(addr, self.ctx.port), frame))
+            })
+            .collect()
+    }
+
+    /// How long the guardian may go without hearing from the daemon before it fences the
+    /// node: as long as the peers wait before they call it dead.
+    pub fn guardian_timeout(&self) -> Duration {
+        Promise::own(&self.ctx.tunables).dead_after()
+    }
+
+    /// What this node hosts, by address.
+    pub fn hosted(&self) -> impl Iterator<Item = (IpAddr, HostState)> + '_ {
+        self.hosting.addrs().iter().map(|a| (a.ip.addr, a.state))
+    }
+
     fn control(&mut self, request: &Request) -> Response {
         let before = Promise::own(&self.ctx.tunables);
         if let Some(r) = control::tunables_request(&mut self.ctx.tunables, request) {
@@ -625,6 +1041,17 @@ impl Node {
             Request::Ping => Response::Pong(self.ctx.me.pnn),
             Request::Admin(cmd) => {
                 self.members.admin(&mut self.ctx, *cmd);
+                Response::Done(None)
+            }
+            Request::Ip { all } => Response::Ips(self.ctx.me.pnn, self.ips(*all)),
+            Request::IpInfo(addr) => match self.ips(true).into_iter().find(|i| i.address == *addr) {
+                Some(i) => Response::IpInfo(self.ctx.me.pnn, i),
+                None => Response::Error(format!("{addr} is not a public address of the cluster")),
+            },
+            Request::MoveIp(addr, pnn) => self.request_move(*addr, *pnn),
+            Request::ReloadIps => {
+                self.ctx.act(Action::ReloadIps);
+                self.ctx.broadcast(Message::ReloadIps);
                 Response::Done(None)
             }
             Request::ListVars | Request::GetVar(_) | Request::SetVar(..) => {

@@ -28,6 +28,9 @@ pub struct Recovery {
     pub acks: NodeSet,
     /// Given up after RecoverTimeout.
     pub deadline: Instant,
+    /// The nodes connected to the master when it started (the takeover run's lease wait
+    /// counts only for holders outside this set).
+    pub reachable: NodeSet,
 }
 
 /// The generation a recovery by `creator` moves to: above `top` (so generations only grow),
@@ -62,9 +65,13 @@ pub(super) struct Recoveries {
     need_recovery: bool,
     /// A recovery this node runs as recovery master.
     running: Option<Recovery>,
-    /// A recovery committed and its takeover run has not been asked for yet.
-    committed: bool,
+    /// A recovery committed and its takeover run has not been asked for yet: its vnnmap and
+    /// the nodes reachable when it started.
+    committed: Option<(NodeSet, NodeSet)>,
     rerecovery_until: Instant,
+    /// The members of the latest recovery this node took part in: the peers whose stamps it
+    /// echoes (their hosting lease).
+    members: NodeSet,
 }
 
 impl Recoveries {
@@ -75,8 +82,9 @@ impl Recoveries {
             vnnmap: NodeSet::new(),
             need_recovery: false,
             running: None,
-            committed: false,
+            committed: None,
             rerecovery_until: ctx.now,
+            members: NodeSet::new(),
         }
     }
 
@@ -86,6 +94,11 @@ impl Recoveries {
 
     pub fn vnnmap(&self) -> NodeSet {
         self.vnnmap
+    }
+
+    /// The members of the latest recovery this node took part in.
+    pub fn members(&self) -> NodeSet {
+        self.members
     }
 
     /// The lock is ours: the monitor loop starts now, and its first run recovers.
@@ -153,6 +166,10 @@ impl Recoveries {
             }
             active.insert(p);
         }
+        // A new master, or a change of the active nodes, recovers at once: addresses move only
+        // after it. The other reasons wait out RerecoveryTimeout after the last recovery (a
+        // node that keeps disagreeing must not keep the cluster in recovery).
+        let urgent = self.need_recovery || active != self.vnnmap;
         let reason = if self.need_recovery {
             Some("new recovery master")
         } else if active != self.vnnmap {
@@ -171,7 +188,7 @@ impl Recoveries {
             None
         };
         if let Some(reason) = reason {
-            if self.need_recovery || ctx.now >= self.rerecovery_until {
+            if urgent || ctx.now >= self.rerecovery_until {
                 self.start(ctx, members, active, reason);
             }
         }
@@ -187,18 +204,24 @@ impl Recoveries {
         );
         let mut acks = NodeSet::new();
         acks.insert(ctx.me.pnn);
+        let mut reachable = NodeSet::new();
+        for p in members.pnns().filter(|&p| members.is_connected(p)) {
+            reachable.insert(p);
+        }
         self.running = Some(Recovery {
             generation,
             members: active,
             acks,
             deadline: ctx.now + ctx.tunables.recover_timeout,
+            reachable,
         });
+        self.members = active;
         ctx.timers
             .set(Timer::RecoveryRun, ctx.now + ctx.tunables.recover_timeout);
         self.set_mode(ctx, RecoveryMode::Active, ctx.me.pnn);
         let me = ctx.me.pnn;
         for p in active.iter().filter(|&p| p != me) {
-            ctx.send_in(p, Message::RecoveryStart, generation);
+            ctx.send_in(p, Message::RecoveryStart { members: active }, generation);
         }
         self.check_acks(ctx);
     }
@@ -232,7 +255,7 @@ impl Recoveries {
         self.need_recovery = false;
         self.rerecovery_until = ctx.now + ctx.tunables.rerecovery_timeout;
         ctx.stats.recoveries += 1;
-        self.committed = true;
+        self.committed = Some((r.members, r.reachable));
         ctx.notify(Notification::GenerationChanged {
             generation: r.generation,
             vnnmap: r.members,
@@ -244,10 +267,10 @@ impl Recoveries {
         );
     }
 
-    /// Whether a recovery committed since the last call: the takeover run follows, then
-    /// [`Recoveries::announce_reconfigured`].
-    pub fn take_committed(&mut self) -> bool {
-        core::mem::take(&mut self.committed)
+    /// A recovery committed since the last call (its vnnmap, and the nodes reachable when it
+    /// started): the takeover run follows, then [`Recoveries::announce_reconfigured`].
+    pub fn take_committed(&mut self) -> Option<(NodeSet, NodeSet)> {
+        self.committed.take()
     }
 
     /// Tells every connected member the reconfiguration is complete.
@@ -289,11 +312,20 @@ impl Recoveries {
         ctx.view.recovery_mode = mode;
     }
 
-    pub fn on_start(&mut self, ctx: &mut Ctx, recmaster: Pnn, from: Pnn, generation: Generation) {
+    pub fn on_start(
+        &mut self,
+        ctx: &mut Ctx,
+        recmaster: Pnn,
+        from: Pnn,
+        generation: Generation,
+        members: NodeSet,
+    ) {
         if from != recmaster {
             log::debug!("ignoring recovery start from {from}, not our recovery master");
             return;
         }
+        // From the acknowledgement on, only the new members' leases are renewed by us.
+        self.members = members;
         self.set_mode(ctx, RecoveryMode::Active, from);
         ctx.send_in(from, Message::RecoveryAck, generation);
     }
@@ -322,6 +354,7 @@ impl Recoveries {
         let before = ctx.generation;
         ctx.generation = ctx.generation.max(generation);
         self.vnnmap = vnnmap;
+        self.members = vnnmap;
         self.set_mode(ctx, RecoveryMode::Normal, from);
         if ctx.generation != before {
             ctx.notify(Notification::GenerationChanged {

@@ -29,11 +29,17 @@ pub(super) enum Timer {
     FollowerRecovery,
     /// This node's ban ends.
     Ban,
+    /// The hosting lease may have run out.
+    Lease,
+    /// Renew the kernel lifetime of the hosted addresses.
+    Renew,
+    /// The takeover run under way has something to look at (a lease wait over, its deadline).
+    Takeover,
 }
 
 impl Timer {
     /// Every kind, in the order expired timers are handled.
-    pub const ALL: [Timer; 11] = [
+    pub const ALL: [Timer; 14] = [
         Timer::Keepalive,
         Timer::Silence,
         Timer::Connect,
@@ -45,6 +51,9 @@ impl Timer {
         Timer::RecoveryRun,
         Timer::Monitor,
         Timer::FollowerRecovery,
+        Timer::Lease,
+        Timer::Renew,
+        Timer::Takeover,
     ];
     const COUNT: usize = Timer::ALL.len();
 }

@@ -9,7 +9,7 @@ use super::io::{Action, Disconnect, Notification};
 use super::timer::Timer;
 use crate::time::Instant;
 use crate::types::{ConnId, Link, NodeSet, Pnn};
-use crate::wire::{self, Header, Hello, Message};
+use crate::wire::{self, Header, Hello, Keepalive, Message};
 use alloc::vec::Vec;
 use core::net::{IpAddr, SocketAddr};
 use hashbrown::HashMap;
@@ -66,12 +66,14 @@ enum LinkRole {
     Unknown,
 }
 
-/// A decoded frame from a proven link, for the layers above.
+/// A decoded frame from a proven link (or a guardian's fencing notice), for the layers above.
 #[derive(Clone, Copy, Debug)]
-pub(super) struct Routed {
+pub(super) struct Routed<'a> {
     pub peer: Pnn,
     pub header: Header,
     pub message: Message,
+    /// The whole frame (entries are read from it).
+    pub frame: &'a [u8],
 }
 
 /// The links to one peer.
@@ -85,6 +87,9 @@ struct PeerLinks {
     start_stamp: u64,
     /// A failed connect was retried at once for the current incoming connection.
     fast_retried: bool,
+    /// Failed connects in a row: the next retry waits `ReconnectInterval / 2^(16 - n)` at
+    /// first, doubling up to ReconnectInterval (a peer that is just starting is found fast).
+    failures: u32,
 }
 
 /// Warnings about connections from addresses that are not nodes: a few per window, then a
@@ -122,6 +127,9 @@ pub(super) struct Transport {
     /// Peers that became connected or disconnected since the last [`Transport::take_changes`].
     went_up: NodeSet,
     went_down: NodeSet,
+    /// Of those that went down, the ones that certainly died or left (EOF, goodbye, fenced),
+    /// not merely fell silent.
+    died: NodeSet,
     changed: bool,
 }
 
@@ -137,6 +145,7 @@ impl Transport {
                     incarnation: 0,
                     start_stamp: 0,
                     fast_retried: false,
+                    failures: 0,
                 };
                 n
             ],
@@ -146,6 +155,7 @@ impl Transport {
             connected: NodeSet::new(),
             went_up: NodeSet::new(),
             went_down: NodeSet::new(),
+            died: NodeSet::new(),
             changed: false,
         };
         for i in 0..n {
@@ -175,12 +185,13 @@ impl Transport {
         self.changed
     }
 
-    /// The peers that went (up, down) since the last call.
-    pub fn take_changes(&mut self) -> (NodeSet, NodeSet) {
+    /// The peers that went (up, down, down for certain) since the last call.
+    pub fn take_changes(&mut self) -> (NodeSet, NodeSet, NodeSet) {
         self.changed = false;
         (
             core::mem::take(&mut self.went_up),
             core::mem::take(&mut self.went_down),
+            core::mem::take(&mut self.died),
         )
     }
 
@@ -240,7 +251,8 @@ impl Transport {
         };
         ctx.send(peer, Message::Hello(hello));
         // Our view right away: the peer learns whom we follow without waiting for a tick.
-        ctx.send(peer, Message::Keepalive(ctx.view));
+        let stamp = ctx.now.as_nanos().saturating_add(1);
+        ctx.send(peer, Message::Keepalive(Keepalive { stamp, ..ctx.view }));
     }
 
     pub fn on_connected(&mut self, ctx: &mut Ctx, peer: Pnn) {
@@ -248,6 +260,7 @@ impl Transport {
             // A late answer for an attempt we gave up on: that socket is already closed.
             return;
         }
+        self.peers[peer.index()].failures = 0;
         self.set_out(ctx, peer, OutState::Up);
         Self::greet(ctx, peer);
         self.update_connected(ctx, peer);
@@ -265,8 +278,17 @@ impl Transport {
             self.start_connect(ctx, peer);
             return;
         }
-        let at = ctx.now + ctx.tunables.reconnect_interval;
+        p.failures = p.failures.saturating_add(1);
+        let at = ctx.now + Self::backoff(ctx, p.failures);
         self.set_out(ctx, peer, OutState::Retry { at });
+    }
+
+    /// The wait before the `failures`-th retry in a row: 20 ms, doubling, up to
+    /// ReconnectInterval.
+    fn backoff(ctx: &Ctx, failures: u32) -> core::time::Duration {
+        let first = core::time::Duration::from_millis(20);
+        let d = first.saturating_mul(1u32 << failures.saturating_sub(1).min(16));
+        d.min(ctx.tunables.reconnect_interval)
     }
 
     pub fn on_accepted(&mut self, ctx: &mut Ctx, conn: ConnId, addr: IpAddr) {
@@ -397,7 +419,7 @@ impl Transport {
 
     /// Checks a frame and its link; a frame of a proven link (or the Hello that proves one)
     /// goes up as [`Routed`]. Bad frames are dropped and counted.
-    pub fn on_frame(&mut self, ctx: &mut Ctx, link: Link, bytes: &[u8]) -> Option<Routed> {
+    pub fn on_frame<'a>(&mut self, ctx: &mut Ctx, link: Link, bytes: &'a [u8]) -> Option<Routed<'a>> {
         let (peer, pending) = match self.role(link) {
             LinkRole::Peer(p) => (p, None),
             LinkRole::Pending(i) => (self.pending[i].peer, Some(i)),
@@ -436,6 +458,26 @@ impl Transport {
             return None;
         }
         if let Some(i) = pending {
+            // A guardian's notice comes alone on a fresh connection: it must name the life we
+            // know of that peer (only its guardian knows it).
+            if let Message::Fenced { incarnation } = message {
+                let x = self.pending.remove(i);
+                ctx.act(Action::Close {
+                    link: Link::In(x.conn),
+                });
+                if incarnation == 0 || incarnation != self.peers[peer.index()].incarnation {
+                    ctx.stats.unproven_connections += 1;
+                    log::warn!("ignoring a fencing notice for node {peer} of another life");
+                    return None;
+                }
+                ctx.stats.frames_received += 1;
+                return Some(Routed {
+                    peer,
+                    header,
+                    message,
+                    frame: bytes,
+                });
+            }
             // A node says Hello first on every connection it opens; anything else is not one.
             let Message::Hello(h) = message else {
                 let x = self.pending.remove(i);
@@ -457,6 +499,7 @@ impl Transport {
             peer,
             header,
             message,
+            frame: bytes,
         })
     }
 
@@ -525,7 +568,9 @@ impl Transport {
                 link: Link::Out(peer),
             });
         }
-        let at = ctx.now + ctx.tunables.reconnect_interval;
+        // It may be back soon (a restart): look again after a short wait, then less often.
+        self.peers[peer.index()].failures = 1;
+        let at = ctx.now + Self::backoff(ctx, 1);
         self.set_out(ctx, peer, OutState::Retry { at });
         if let Some(conn) = self.peers[peer.index()].incoming.take() {
             self.incoming.remove(&conn);
@@ -559,6 +604,9 @@ impl Transport {
         } else {
             self.connected.remove(peer);
             self.went_down.insert(peer);
+            if !matches!(reason, Disconnect::Silent { .. }) {
+                self.died.insert(peer);
+            }
             ctx.notify(Notification::PeerDisconnected {
                 pnn: peer,
                 address,
@@ -577,7 +625,9 @@ impl Transport {
                     ctx.act(Action::Close {
                         link: Link::Out(peer),
                     });
-                    let at = ctx.now + ctx.tunables.reconnect_interval;
+                    let p = &mut self.peers[i];
+                    p.failures = p.failures.saturating_add(1);
+                    let at = ctx.now + Self::backoff(ctx, p.failures);
                     self.peers[i].out = OutState::Retry { at };
                 }
                 OutState::Retry { at } if ctx.now >= at => self.start_connect(ctx, peer),

@@ -8,9 +8,11 @@
 //! its addresses with it; a restarted daemon starts by releasing whatever its previous life
 //! left behind (CTDB's startup does the same).
 //!
-//! Addresses arrive here from the node's takeover actions; until takeover runs exist, tests
-//! place them by hand ([`crate::sim::World::host_ip`]) or through the stand-in of
-//! [`crate::sim::SimConfig::home_hosting`].
+//! Addresses arrive here from the nodes' `TakeIp` actions, with a kernel lifetime that only
+//! their `RenewIps` extends: a host whose daemon and guardian are both gone or frozen loses them
+//! when it runs out, whatever the daemon believes. Tests may also place addresses by hand
+//! ([`crate::sim::World::host_ip`]) or through the stand-in of
+//! [`crate::sim::SimConfig::home_hosting`]; those live as long as their daemon (plus `lease`).
 
 use crate::time::Instant;
 use alloc::collections::BTreeMap;
@@ -25,6 +27,9 @@ pub struct Hosted {
     pub since: Instant,
     /// When it lapses (its daemon is dead or frozen); `None` while the daemon runs.
     pub expires: Option<Instant>,
+    /// Added by the node with a kernel lifetime (it lapses at `expires` unless renewed),
+    /// rather than by hand.
+    pub kernel: bool,
 }
 
 /// The addresses every host has.
@@ -55,16 +60,45 @@ impl Hosting {
         self.version
     }
 
-    /// Host `node` adds `ip` at `now`.
+    /// Host `node` adds `ip` at `now` (by hand: it lives as long as its daemon).
     pub fn take(&mut self, node: usize, ip: IpAddr, now: Instant) {
         self.hosted[node].insert(
             ip,
             Hosted {
                 since: now,
                 expires: None,
+                kernel: false,
             },
         );
         self.version += 1;
+    }
+
+    /// Host `node` adds `ip` at `now` with a kernel lifetime; returns when it lapses. An
+    /// address it already has only gets the new lifetime (the kernel refuses a second add).
+    pub fn add(&mut self, node: usize, ip: IpAddr, now: Instant, lifetime: Duration) -> Instant {
+        let until = now + lifetime;
+        let h = self.hosted[node].entry(ip).or_insert(Hosted {
+            since: now,
+            expires: None,
+            kernel: true,
+        });
+        h.expires = Some(until);
+        h.kernel = true;
+        self.version += 1;
+        until
+    }
+
+    /// Host `node` renews the lifetime of what it has (never re-creating a lapsed address);
+    /// returns the new expiry if it has anything.
+    pub fn renew(&mut self, node: usize, now: Instant, lifetime: Duration) -> Option<Instant> {
+        self.expire(now);
+        let until = now + lifetime;
+        let mut any = false;
+        for h in self.hosted[node].values_mut().filter(|h| h.kernel) {
+            h.expires = Some(until);
+            any = true;
+        }
+        any.then_some(until)
     }
 
     /// Host `node` removes `ip`; true if it had it.
@@ -87,7 +121,7 @@ impl Hosting {
     pub fn daemon_gone(&mut self, node: usize, now: Instant) -> Option<Instant> {
         let until = now + self.lease;
         let mut any = false;
-        for h in self.hosted[node].values_mut() {
+        for h in self.hosted[node].values_mut().filter(|h| !h.kernel) {
             if h.expires.is_none() {
                 h.expires = Some(until);
             }
@@ -100,7 +134,7 @@ impl Hosting {
     /// The daemon on `node` renews again (thawed): what has not lapsed stays.
     pub fn daemon_back(&mut self, node: usize, now: Instant) {
         self.expire(now);
-        for h in self.hosted[node].values_mut() {
+        for h in self.hosted[node].values_mut().filter(|h| !h.kernel) {
             h.expires = None;
         }
         self.version += 1;

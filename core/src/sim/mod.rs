@@ -79,7 +79,7 @@ impl Capabilities {
     /// `takeover: true`.
     pub const CURRENT: Capabilities = Capabilities {
         election: true,
-        takeover: false,
+        takeover: true,
     };
 }
 
@@ -102,6 +102,19 @@ pub fn configure_node(config: NodeConfig, start: &StartInfo) -> NodeConfig {
     config
         .with_start_stamp(start.start_stamp)
         .with_recmaster_capable(start.recmaster_capable)
+}
+
+/// The public_addresses file every simulated node has: all of the cluster's addresses, on
+/// `eth0` (/24 for IPv4, /64 for IPv6).
+pub fn public_addresses(ips: &[IpAddr]) -> crate::config::PublicAddresses {
+    let text: String = ips
+        .iter()
+        .map(|ip| match ip {
+            IpAddr::V4(_) => format!("{ip}/24 eth0\n"),
+            IpAddr::V6(_) => format!("{ip}/64 eth0\n"),
+        })
+        .collect();
+    crate::config::PublicAddresses::parse(&text).expect("valid addresses")
 }
 
 /// How a world is set up.
@@ -268,6 +281,13 @@ enum Input {
         peer: usize,
     },
     Lock(LockResult),
+    /// A peer's guardian connects (`conn`, a connection of its own) and says the peer is
+    /// fenced.
+    Fenced {
+        conn: u64,
+        from: usize,
+        bytes: Vec<u8>,
+    },
 }
 
 #[derive(Debug)]
@@ -315,6 +335,19 @@ enum Pending {
     },
     /// Addresses of dead or frozen daemons may have lapsed.
     Lapse,
+    /// Node `node`'s guardian acts: its daemon died (`hang` false) or has been silent for the
+    /// guardian's timeout (`hang` true, if it is still frozen).
+    Guardian {
+        node: usize,
+        life: u64,
+        hang: bool,
+    },
+    /// An input that reaches `to` (if still in life `life`) through its shell's normal path.
+    Notice {
+        to: usize,
+        life: u64,
+        input: Input,
+    },
     /// Liveness probe.
     Probe,
     /// An invariant's deadline.
@@ -362,7 +395,15 @@ struct Slot {
     queued: u32,
     timer: Option<Instant>,
     lock_timer: Option<Instant>,
+    /// Its guardian fenced it while it was frozen: it hears so first when thawed.
+    fenced: bool,
+    /// What its guardian tells each peer when it fences the node (the daemon hands these over
+    /// at start): (peer, frame).
+    fencing: Vec<(usize, Vec<u8>)>,
 }
+
+/// How soon a guardian acts after its daemon's death (it sees their socket close).
+const GUARDIAN_REACTION: Duration = Duration::from_millis(1);
 
 /// Names a node in the trace.
 #[derive(Clone, Copy)]
@@ -407,6 +448,8 @@ pub struct World {
     faults: Vec<(Instant, Fault)>,
     /// The one drive path, shared by every node's shell (taken out while it runs).
     driver: Driver,
+    /// Connections guardians opened so far (their ids are outside the network's).
+    guardian_conns: u64,
 }
 
 use lock::LockService;
@@ -423,8 +466,8 @@ impl Host for Shell<'_> {
         self.w.transmit(self.i, peer, frame);
     }
 
-    fn act(&mut self, action: Action, _feedback: &mut Feedback) {
-        self.w.action(self.i, action);
+    fn act(&mut self, action: Action, feedback: &mut Feedback) {
+        self.w.action(self.i, action, feedback);
     }
 
     fn notify(&mut self, n: Notification) {
@@ -490,6 +533,8 @@ impl World {
                 queued: 0,
                 timer: None,
                 lock_timer: None,
+                fenced: false,
+                fencing: Vec::new(),
             })
             .collect();
         let bounds = cfg.bounds();
@@ -520,6 +565,7 @@ impl World {
             check_at: None,
             faults: Vec::new(),
             driver: Driver::new(),
+            guardian_conns: 0,
             cfg,
         }
     }
@@ -847,6 +893,8 @@ impl World {
                     );
                 }
             }
+            Pending::Guardian { node, life, hang } => self.guardian(node, life, hang),
+            Pending::Notice { to, life, input } => self.deliver(to, life, input),
             Pending::Check => self.check_at = None,
             Pending::Probe => {
                 self.probe();
@@ -1007,14 +1055,24 @@ impl World {
             self.cfg.tunables.clone(),
         )
         .expect("live node");
-        let config = (self.cfg.configure)(config, &start);
+        let mut config = (self.cfg.configure)(config, &start);
+        if self.cfg.caps.takeover {
+            config = config.with_public_addresses(public_addresses(&self.cfg.ips));
+        }
         let seed = self.node_rng.next_u64();
         let node = Node::new(config, seed, self.now);
+        let fencing: Vec<(usize, Vec<u8>)> = node
+            .fencing_frames()
+            .into_iter()
+            .filter_map(|(_, peer, frame)| Some((self.nodes_file.pnn_of(peer.ip())?.index(), frame)))
+            .collect();
         let s = &mut self.slots[i];
+        s.fencing = fencing;
         s.node = Some(node);
         s.state = NodeState::Running;
         s.since = self.now;
         s.life = life;
+        s.fenced = false;
         s.inbox.clear();
         s.held_lock.clear();
         s.floor = self.now;
@@ -1060,6 +1118,12 @@ impl World {
                 if let Some(t) = self.hosting.daemon_gone(i, self.now) {
                     self.push(t, Pending::Lapse);
                 }
+                if self.cfg.caps.takeover {
+                    // Its guardian sees the daemon's end of their socket close.
+                    let life = self.slots[i].life;
+                    let at = self.now + GUARDIAN_REACTION;
+                    self.push(at, Pending::Guardian { node: i, life, hang: false });
+                }
             }
             Kill::Host => {
                 self.lock.holder_died(i);
@@ -1097,6 +1161,42 @@ impl World {
         self.observe(i);
     }
 
+    /// A guardian fences its node: it removes every address of the host, then tells each
+    /// peer it can reach (on a connection of its own) that the node's addresses are gone.
+    fn guardian(&mut self, i: usize, life: u64, hang: bool) {
+        let s = &self.slots[i];
+        let due = s.life == life
+            && if hang {
+                s.state == NodeState::Frozen
+            } else {
+                s.node.is_none()
+            };
+        if !due {
+            return;
+        }
+        let k = self.hosting.release_all(i);
+        self.trace.record(
+            self.now,
+            &"host",
+            format_args!("n{i} - all ({k} hosted): its guardian fenced it"),
+        );
+        if hang {
+            self.slots[i].fenced = true;
+        }
+        let frames = self.slots[i].fencing.clone();
+        for (j, bytes) in frames {
+            if !self.net.path(i, j) || self.slots[j].node.is_none() {
+                continue;
+            }
+            self.guardian_conns += 1;
+            let conn = (1 << 48) + self.guardian_conns;
+            let at = self.now + self.cfg.net.default.latency;
+            let life = self.slots[j].life;
+            let input = Input::Fenced { conn, from: i, bytes };
+            self.push(at, Pending::Notice { to: j, life, input });
+        }
+    }
+
     fn freeze(&mut self, i: usize) {
         if self.slots[i].state != NodeState::Running {
             return;
@@ -1105,6 +1205,15 @@ impl World {
         self.slots[i].since = self.now;
         if let Some(t) = self.hosting.daemon_gone(i, self.now) {
             self.push(t, Pending::Lapse);
+        }
+        if self.cfg.caps.takeover {
+            // The guardian misses the daemon's heartbeats from now on.
+            let life = self.slots[i].life;
+            let wait = self.slots[i]
+                .node
+                .as_ref()
+                .map_or(Duration::ZERO, |n| n.guardian_timeout());
+            self.push(self.now + wait, Pending::Guardian { node: i, life, hang: true });
         }
         self.observe(i);
     }
@@ -1117,6 +1226,17 @@ impl World {
         self.slots[i].since = self.now;
         self.hosting.daemon_back(i, self.now);
         let life = self.slots[i].life;
+        // The guardian's word first, as pharosd reads it before anything else: it removed the
+        // addresses while the daemon was stopped.
+        if core::mem::take(&mut self.slots[i].fenced) {
+            if let Some(node) = self.slots[i].node.take() {
+                let mut node = node;
+                self.trace
+                    .record(self.now, &N(i), format_args!("<- fenced by its guardian"));
+                let r = node.handle(self.now, Event::Fenced);
+                self.after_handle(i, node, r);
+            }
+        }
         // The lock client first, as the shell would: what it heard while stopped, then its
         // clock (a lease that ran out); the node learns before any other input.
         let held: Vec<Input> = {
@@ -1245,6 +1365,33 @@ impl World {
 
     fn handle_input(&mut self, i: usize, input: Input) {
         let now = self.now;
+        if let Input::Fenced { conn, from, bytes } = &input {
+            // The guardian's connection is accepted, then its one frame arrives.
+            let addr = self.nodes_file.address_of(Pnn(*from as u32)).expect("live node");
+            self.trace
+                .record(now, &N(i), format_args!("<- fencing notice from n{from}'s guardian"));
+            for event in [
+                Event::Accepted {
+                    conn: ConnId(*conn),
+                    addr,
+                },
+                Event::Frame {
+                    link: Link::In(ConnId(*conn)),
+                    bytes,
+                },
+            ] {
+                let Some(node) = self.slots[i].node.take() else {
+                    return;
+                };
+                let r = {
+                    let mut node = node;
+                    let r = node.handle(now, event);
+                    (node, r)
+                };
+                self.after_handle(i, r.0, r.1);
+            }
+            return;
+        }
         // Only what a shell would still hand over: sockets it has not closed.
         let event = match &input {
             Input::Accepted { conn, from, addr } => {
@@ -1329,6 +1476,8 @@ impl World {
                 self.trace.record(now, &N(i), format_args!("<- lock {r:?}"));
                 Event::Lock(*r)
             }
+            // Handled above.
+            Input::Fenced { .. } => return,
         };
         let Some(mut node) = self.slots[i].node.take() else {
             return;
@@ -1411,7 +1560,7 @@ impl World {
         }
     }
 
-    fn action(&mut self, i: usize, a: Action) {
+    fn action(&mut self, i: usize, a: Action, feedback: &mut Feedback) {
         let now = self.now;
         match a {
             Action::Connect { peer, local, .. } => {
@@ -1467,6 +1616,50 @@ impl World {
             }
             Action::Exit => {
                 self.trace.record(now, &N(i), format_args!("-> exit"));
+            }
+            Action::TakeIp {
+                addr,
+                lifetime_secs,
+                not_after,
+                ..
+            } => {
+                // The kernel adds it (netlink answers within the step) unless the daemon was
+                // stopped between deciding and doing it.
+                let error = if now > not_after {
+                    Some(62) // ETIME
+                } else {
+                    let lifetime = Duration::from_secs(u64::from(lifetime_secs));
+                    let until = self.hosting.add(i, addr, now, lifetime);
+                    self.push(until, Pending::Lapse);
+                    self.trace.record(now, &"host", format_args!("n{i} + {addr}"));
+                    None
+                };
+                self.trace
+                    .record(now, &N(i), format_args!("-> take {addr} ({error:?})"));
+                feedback.push(Event::IpResult(crate::node::IpResult {
+                    addr,
+                    op: crate::wire::IpOp::Take,
+                    error,
+                }));
+            }
+            Action::ReleaseIp { addr, .. } => {
+                let had = self.hosting.release(i, addr);
+                self.trace
+                    .record(now, &N(i), format_args!("-> release {addr} (had it: {had})"));
+                feedback.push(Event::IpResult(crate::node::IpResult {
+                    addr,
+                    op: crate::wire::IpOp::Release,
+                    error: None,
+                }));
+            }
+            Action::RenewIps { lifetime_secs } => {
+                let lifetime = Duration::from_secs(u64::from(lifetime_secs));
+                if let Some(until) = self.hosting.renew(i, now, lifetime) {
+                    self.push(until, Pending::Lapse);
+                }
+            }
+            Action::ReloadIps => {
+                feedback.push(Event::PublicAddresses(public_addresses(&self.cfg.ips)));
             }
         }
     }

@@ -19,7 +19,10 @@
 
 mod message;
 
-pub use message::{Hello, Keepalive, Liveness, Message, Op, CAP_RECMASTER};
+pub use message::{
+    Entry, Hello, IpOp, Keepalive, Liveness, Message, Op, WireIp, CAP_RECMASTER, IP_AVAILABLE,
+    IP_HELD,
+};
 
 use crate::types::{Generation, Pnn};
 use alloc::vec::Vec;
@@ -157,8 +160,16 @@ pub fn decode(frame: &[u8]) -> Result<(Header, Message), WireError> {
     Ok((header, message))
 }
 
-/// Appends the encoded frame to `out`. Allocates only if `out` lacks capacity.
+/// Appends the encoded frame to `out`. Allocates only if `out` lacks capacity. For a message
+/// with entries, use [`encode_with`].
 pub fn encode(header: &Header, message: &Message, out: &mut Vec<u8>) {
+    encode_with(header, message, &[], out)
+}
+
+/// Appends the encoded frame with `entries` (already encoded with [`Entry::write`], exactly
+/// as many as the message announces) after its fixed payload.
+pub fn encode_with(header: &Header, message: &Message, entries: &[u8], out: &mut Vec<u8>) {
+    debug_assert_eq!(entries.len(), message.entries() * Entry::BYTES);
     let len = HEADER_LEN + message.payload_len();
     out.extend_from_slice(&(len as u32).to_le_bytes());
     out.extend_from_slice(&MAGIC);
@@ -169,7 +180,24 @@ pub fn encode(header: &Header, message: &Message, out: &mut Vec<u8>) {
     out.extend_from_slice(&header.dst.0.to_le_bytes());
     out.extend_from_slice(&header.generation.0.to_le_bytes());
     out.extend_from_slice(&header.request_id.to_le_bytes());
-    message.encode_payload(out);
+    message.write_payload(&mut |b| out.extend_from_slice(b));
+    out.extend_from_slice(entries);
+}
+
+/// The entries of a decoded frame (empty for a message without): `frame` is the frame that
+/// [`decode`] accepted, so every entry is there and valid.
+pub fn entries<'a>(frame: &'a [u8], message: &Message) -> impl Iterator<Item = Entry> + 'a {
+    let n = message.entries();
+    let block = frame.get(HEADER_LEN + 4..).unwrap_or(&[]);
+    (0..n).filter_map(move |i| Entry::read(block, i))
+}
+
+/// The encoded entries of a decoded frame, as [`encode_with`] takes them.
+pub fn entry_bytes<'a>(frame: &'a [u8], message: &Message) -> &'a [u8] {
+    let len = message.entries() * Entry::BYTES;
+    frame
+        .get(HEADER_LEN + 4..HEADER_LEN + 4 + len)
+        .unwrap_or(&[])
 }
 
 /// Encodes into a fixed buffer; returns the frame length.
@@ -190,6 +218,10 @@ pub fn encode_to_slice(
     w.put(&header.generation.0.to_le_bytes());
     w.put(&header.request_id.to_le_bytes());
     message.write_payload(&mut |b| w.put(b));
+    if message.entries() > 0 {
+        // Entries live outside the message: this encoder has none to write.
+        return Err(WireError::BufferTooSmall);
+    }
     Ok(len)
 }
 
