@@ -133,6 +133,8 @@ pub fn keepalive() -> Message {
             interval_ms: 100,
             limit: 3,
         },
+        stamp: 1,
+        echo: 0,
     })
 }
 

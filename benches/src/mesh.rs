@@ -438,7 +438,14 @@ impl Fabric {
                 self.disturbances += 1;
                 fcntl_release(&mut self.lock_holder, i);
             }
-            Action::ReleaseAllIps | Action::Reply { .. } | Action::Exit => {}
+            // The mesh hosts no addresses (its nodes have none configured).
+            Action::ReleaseAllIps
+            | Action::Reply { .. }
+            | Action::Exit
+            | Action::TakeIp { .. }
+            | Action::ReleaseIp { .. }
+            | Action::RenewIps { .. }
+            | Action::ReloadIps => {}
         }
     }
 

@@ -103,7 +103,8 @@ fn ctdb_clean_stop_is_detected_at_once() {
     let mut w = world(5, LockKind::Fcntl, TODAY, "ctdb_clean_stop");
     run_for(&mut w, secs(3));
     assert!(w.all_connected());
-    ok(w.host_ip(2, ip("10.0.0.3")), &w);
+    // The takeover run gave node 2 its share of the addresses.
+    assert!(w.hosting().hosts_any(2), "node 2 hosts nothing");
     apply(&mut w, Fault::Stop(2));
     // SIGTERM: addresses released and connections closed at once; peers see EOF.
     assert!(!w.hosting().hosts_any(2));

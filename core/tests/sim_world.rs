@@ -6,7 +6,9 @@
 use core::net::IpAddr;
 use core::time::Duration;
 use pharos_core::control::{Request, Response};
-use pharos_core::sim::{Fault, LinkParams, NetConfig, NodeState, SimConfig, World};
+use pharos_core::sim::{
+    Capabilities, Fault, LinkParams, NetConfig, NodeState, SimConfig, World,
+};
 use pharos_core::Instant;
 
 const MS: Duration = Duration::from_millis(1);
@@ -273,7 +275,13 @@ fn a_slow_node_processes_everything_later_in_order() {
 
 #[test]
 fn addresses_outlive_a_dead_or_frozen_daemon_until_their_lease_ends() {
-    let mut w = World::new(SimConfig::new(3).seed(9));
+    // Addresses placed by hand, as a host without takeover runs has them (no guardian, no
+    // kernel lifetimes: they live as long as their daemon, plus the lease).
+    let caps = Capabilities {
+        election: true,
+        takeover: false,
+    };
+    let mut w = World::new(SimConfig::new(3).seed(9).caps(caps));
     let lease = w.config().ip_lease;
     w.run_for(secs(1)).unwrap();
     for (i, a) in ["10.0.0.1", "10.0.0.2", "10.0.0.3"].iter().enumerate() {

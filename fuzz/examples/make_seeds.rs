@@ -53,6 +53,8 @@ fn keepalive(flags: NodeFlags) -> Message {
             interval_ms: 100,
             limit: 3,
         },
+        stamp: 1,
+        echo: 0,
     })
 }
 
@@ -86,8 +88,26 @@ fn wire_seeds() {
     write(
         "frame_decode",
         "recovery-start",
-        &encoded(&Message::RecoveryStart),
+        &encoded(&Message::RecoveryStart { members: vnnmap }),
     );
+    // Messages about public addresses, one with entries after its fixed part.
+    let ip = wire::WireIp {
+        addr: "10.0.0.7".parse().unwrap(),
+        prefix: 24,
+    };
+    write("frame_decode", "take-ip", &encoded(&Message::TakeIp { ip }));
+    let mut entries = Vec::new();
+    for (addr, value) in [("10.0.0.7", wire::IP_AVAILABLE), ("fd00::7", wire::IP_HELD)] {
+        let ip = wire::WireIp {
+            addr: addr.parse().unwrap(),
+            prefix: if addr.contains(':') { 64 } else { 24 },
+        };
+        wire::Entry { ip, value }.write(&mut entries);
+    }
+    let list = Message::IpList { entries: 2 };
+    let mut frame = Vec::new();
+    wire::encode_with(&header(&list, 1, 0), &list, &entries, &mut frame);
+    write("frame_decode", "ip-list", &frame);
 
     let frames = vec![
         (header(&hello(), 1, 0), hello(), vec![]),

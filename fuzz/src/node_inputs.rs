@@ -30,6 +30,8 @@
 use crate::Reader;
 use pharos_core::config::{NodesFile, Tunables};
 use pharos_core::drive::{Driver, Feedback, Host};
+use pharos_core::node::IpResult;
+use pharos_core::wire::IpOp;
 use pharos_core::control::{RecoveryMode, Request, Response};
 use pharos_core::node::Stats;
 use pharos_core::types::NodeSet;
@@ -408,8 +410,13 @@ impl Shell {
             .unwrap();
         t.set("ConnectTimeout", &ms(s.connect_timeout)).unwrap();
         t.set("ReconnectInterval", &ms(s.reconnect)).unwrap();
+        let public = pharos_core::config::PublicAddresses::parse(
+            "10.9.0.1/24 eth0\n10.9.0.2/24 eth0\nfd00::9/64 eth1\n",
+        )
+        .unwrap();
         let config = NodeConfig::new(nodes.clone(), pnn, PORT, t)
             .unwrap()
+            .with_public_addresses(public)
             .with_recmaster_capable(s.seed & 0x80 == 0)
             .with_start_stamp(u64::from(s.seed & 0x7f));
         let now = Instant::from_nanos(1_000_000_000);
@@ -589,8 +596,12 @@ impl Shell {
                             RecoveryMode::Active
                         },
                         liveness: promise(arg),
+                        stamp: u64::from(arg) << 20,
+                        echo: u64::from(flags) << 10,
                     }),
-                    2 => Message::RecoveryStart,
+                    2 => Message::RecoveryStart {
+                        members: NodeSet::from_bytes(&flags.to_le_bytes()),
+                    },
                     3 => Message::RecoveryAck,
                     4 => Message::RecoveryCommit {
                         vnnmap: NodeSet::from_bytes(&flags.to_le_bytes()),
@@ -622,6 +633,8 @@ impl Shell {
                     recmaster: Pnn::NONE,
                     recovery_mode: RecoveryMode::Normal,
                     liveness: promise(0),
+                    stamp: 1,
+                    echo: 0,
                 });
                 let generation = self.node.generation();
                 let mut bytes = self.frame(self.link_peer(link), self.pnn, generation, m, &[]);
@@ -908,8 +921,21 @@ impl Host for Checks<'_> {
         self.sent_to.push(peer);
     }
 
-    fn act(&mut self, a: Action, _feedback: &mut Feedback) {
+    fn act(&mut self, a: Action, feedback: &mut Feedback) {
         match a {
+            // The shell adds and removes at once, as netlink does.
+            Action::TakeIp { addr, .. } => feedback.push(Event::IpResult(IpResult {
+                addr,
+                op: IpOp::Take,
+                error: None,
+            })),
+            Action::ReleaseIp { addr, .. } => feedback.push(Event::IpResult(IpResult {
+                addr,
+                op: IpOp::Release,
+                error: None,
+            })),
+            Action::RenewIps { lifetime_secs } => assert!(lifetime_secs >= 1),
+            Action::ReloadIps => {}
             Action::AcquireLock => {}
             Action::ReleaseLock => *self.lock_granted = false,
             Action::ReleaseAllIps => self.released_ips = true,

@@ -4,13 +4,49 @@ use crate::Reader;
 use pharos_core::control::RecoveryMode;
 use pharos_core::types::NodeSet;
 use pharos_core::wire::{
-    self, Header, Hello, Keepalive, Liveness, Message, WireError, HEADER_LEN, MAGIC, MAX_FRAME_LEN,
+    self, Header, Hello, IpOp, Keepalive, Liveness, Message, WireError, WireIp, HEADER_LEN,
+    MAGIC, MAX_FRAME_LEN,
 };
 use pharos_core::{Generation, NodeFlags, Pnn};
 
-/// Reads a message of any kind: a kind byte, then that kind's fields.
+fn read_ip(r: &mut Reader<'_>) -> WireIp {
+    let (v6, prefix) = (r.u8() & 1 == 1, r.u8());
+    let b = r.take(16);
+    let mut a = [0u8; 16];
+    a[..b.len()].copy_from_slice(b);
+    if v6 {
+        WireIp {
+            addr: std::net::IpAddr::from(a),
+            prefix: prefix % 129,
+        }
+    } else {
+        WireIp {
+            addr: std::net::IpAddr::from([a[0], a[1], a[2], a[3]]),
+            prefix: prefix % 33,
+        }
+    }
+}
+
+fn write_ip(ip: &WireIp, out: &mut Vec<u8>) {
+    let mut a = [0u8; 16];
+    match ip.addr {
+        std::net::IpAddr::V4(v4) => {
+            out.push(0);
+            a[..4].copy_from_slice(&v4.octets());
+        }
+        std::net::IpAddr::V6(v6) => {
+            out.push(1);
+            a = v6.octets();
+        }
+    }
+    out.push(ip.prefix);
+    out.extend_from_slice(&a);
+}
+
+/// Reads a message of any kind: a kind byte, then that kind's fields (messages with entries
+/// have none here: their entries are the frame's, not the message's).
 pub fn read_message(r: &mut Reader<'_>) -> Message {
-    match r.u8() % 7 {
+    match r.u8() % 16 {
         0 => Message::Hello(Hello {
             incarnation: r.u64(),
             flags: NodeFlags(r.u32()),
@@ -27,14 +63,40 @@ pub fn read_message(r: &mut Reader<'_>) -> Message {
                 RecoveryMode::Active
             },
             liveness: read_liveness(r),
+            stamp: r.u64(),
+            echo: r.u64(),
         }),
-        2 => Message::RecoveryStart,
+        2 => Message::RecoveryStart {
+            members: NodeSet::from_bytes(r.take(NodeSet::BYTES)),
+        },
         3 => Message::RecoveryAck,
         4 => Message::RecoveryCommit {
             vnnmap: NodeSet::from_bytes(r.take(NodeSet::BYTES)),
         },
         5 => Message::Reconfigured,
-        _ => Message::Goodbye,
+        6 => Message::Goodbye,
+        7 => Message::IpList { entries: 0 },
+        8 => Message::TakeIp { ip: read_ip(r) },
+        9 => Message::ReleaseIp { ip: read_ip(r) },
+        10 => Message::IpDone {
+            ip: read_ip(r),
+            op: if r.u8() & 1 == 0 {
+                IpOp::Take
+            } else {
+                IpOp::Release
+            },
+            ok: r.u8() & 1 == 1,
+        },
+        11 => Message::IpReallocated { entries: 0 },
+        12 => Message::TakeoverRequest,
+        13 => Message::MoveIp {
+            ip: read_ip(r),
+            pnn: Pnn(r.u32()),
+        },
+        14 => Message::ReloadIps,
+        _ => Message::Fenced {
+            incarnation: r.u64(),
+        },
     }
 }
 
@@ -67,8 +129,13 @@ pub fn write_message(m: &Message, out: &mut Vec<u8>) {
             out.extend_from_slice(&k.recmaster.0.to_le_bytes());
             out.push(u8::from(k.recovery_mode == RecoveryMode::Active));
             write_liveness(&k.liveness, out);
+            out.extend_from_slice(&k.stamp.to_le_bytes());
+            out.extend_from_slice(&k.echo.to_le_bytes());
         }
-        Message::RecoveryStart => out.push(2),
+        Message::RecoveryStart { members } => {
+            out.push(2);
+            out.extend_from_slice(members.as_bytes());
+        }
         Message::RecoveryAck => out.push(3),
         Message::RecoveryCommit { vnnmap } => {
             out.push(4);
@@ -76,6 +143,33 @@ pub fn write_message(m: &Message, out: &mut Vec<u8>) {
         }
         Message::Reconfigured => out.push(5),
         Message::Goodbye => out.push(6),
+        Message::IpList { .. } => out.push(7),
+        Message::TakeIp { ip } => {
+            out.push(8);
+            write_ip(ip, out);
+        }
+        Message::ReleaseIp { ip } => {
+            out.push(9);
+            write_ip(ip, out);
+        }
+        Message::IpDone { ip, op, ok } => {
+            out.push(10);
+            write_ip(ip, out);
+            out.push(u8::from(*op == IpOp::Release));
+            out.push(u8::from(*ok));
+        }
+        Message::IpReallocated { .. } => out.push(11),
+        Message::TakeoverRequest => out.push(12),
+        Message::MoveIp { ip, pnn } => {
+            out.push(13);
+            write_ip(ip, out);
+            out.extend_from_slice(&pnn.0.to_le_bytes());
+        }
+        Message::ReloadIps => out.push(14),
+        Message::Fenced { incarnation } => {
+            out.push(15);
+            out.extend_from_slice(&incarnation.to_le_bytes());
+        }
     }
 }
 
@@ -92,16 +186,24 @@ pub fn frame_decode(data: &[u8]) {
     assert_eq!(len, Ok(Some(data.len())));
     assert_eq!(header.op, message.op());
     let mut again = Vec::new();
-    wire::encode(&header, &message, &mut again);
+    let entries = wire::entry_bytes(data, &message);
+    wire::encode_with(&header, &message, entries, &mut again);
     let n = again.len();
     assert_eq!(n, HEADER_LEN + message.payload_len());
     assert!(n <= data.len() && n <= MAX_FRAME_LEN);
     assert_eq!(again[4..9], data[4..9], "magic and version");
     assert_eq!(again[10..n], data[10..n], "header fields and payload");
     assert_eq!(wire::decode(&again), Ok((header, message)));
-    let mut slice = [0u8; 128];
-    assert_eq!(wire::encode_to_slice(&header, &message, &mut slice), Ok(n));
-    assert_eq!(slice[..n], again[..]);
+    assert_eq!(
+        wire::entries(&again, &message).count(),
+        message.entries(),
+        "every announced entry reads back"
+    );
+    if message.entries() == 0 {
+        let mut slice = [0u8; 128];
+        assert_eq!(wire::encode_to_slice(&header, &message, &mut slice), Ok(n));
+        assert_eq!(slice[..n], again[..]);
+    }
 }
 
 /// How a stream that goes bad ends, after its valid frames.

@@ -5,7 +5,9 @@
 
 use crate::client::{self, DEFAULT_TIMELIMIT};
 use crate::render;
-use crate::schema::{decode, Done, PnnAnswer, Pong, RecmasterAnswer, Status, Var, Vars};
+use crate::schema::{
+    decode, Done, IpInfoAnswer, Ips, PnnAnswer, Pong, RecmasterAnswer, Status, Var, Vars,
+};
 use clap::{Parser, Subcommand};
 use pharos_core::control::Request;
 use std::ffi::OsString;
@@ -75,6 +77,28 @@ enum Command {
     },
     /// Undo `ban`.
     Unban,
+    /// This node's public addresses and who hosts each (`all`: every address of the cluster).
+    Ip {
+        /// `all`: every address some node lists.
+        all: Option<String>,
+        /// Show the interfaces too.
+        #[arg(short, long)]
+        verbose: bool,
+    },
+    /// One public address in detail.
+    Ipinfo {
+        /// The address.
+        ip: String,
+    },
+    /// Move a public address to a node (it stays there while that node can host it).
+    Moveip {
+        /// The address.
+        ip: String,
+        /// The node to host it.
+        pnn: String,
+    },
+    /// Re-read the public addresses file on every node.
+    Reloadips,
     /// Run the public-IP allocator offline on a case file (no daemon needed) and print the
     /// allocation after every step.
     Ipalloc {
@@ -117,6 +141,11 @@ fn request_of(command: &Command) -> Result<Request, String> {
         Command::Continue => "continue".to_string(),
         Command::Ban { seconds } => format!("ban {seconds}"),
         Command::Unban => "unban".to_string(),
+        Command::Ip { all: None, .. } => "ip".to_string(),
+        Command::Ip { all: Some(a), .. } => format!("ip {a}"),
+        Command::Ipinfo { ip } => format!("ipinfo {ip}"),
+        Command::Moveip { ip, pnn } => format!("moveip {ip} {pnn}"),
+        Command::Reloadips => "reloadips".to_string(),
     };
     if line.contains('\n') {
         return Err("arguments cannot contain a newline".into());
@@ -184,12 +213,16 @@ fn execute(args: Args, out: &mut Outcome) -> Result<u8, String> {
         | Command::Stop
         | Command::Continue
         | Command::Ban { .. }
-        | Command::Unban => {
+        | Command::Unban
+        | Command::Moveip { .. }
+        | Command::Reloadips => {
             if let Some(w) = decode::<Done>(&answer)?.warning {
                 out.stderr = format!("pharos: warning: {w}\n");
             }
             String::new()
         }
+        Command::Ip { verbose, .. } => render::ip(&decode::<Ips>(&answer)?, verbose),
+        Command::Ipinfo { .. } => render::ipinfo(&decode::<IpInfoAnswer>(&answer)?),
         Command::Ping => format!(
             "response from {} time={:.6} sec\n",
             decode::<Pong>(&answer)?.pnn,

@@ -1,6 +1,6 @@
 //! The text that people read, modelled on `ctdb`'s output, from the answers of [`crate::schema`].
 
-use crate::schema::{NodeLine, Status, Var, Vars};
+use crate::schema::{IpInfoAnswer, Ips, NodeLine, Status, Var, Vars};
 
 fn node_line(n: &NodeLine) -> String {
     let flags = if n.flags.is_empty() {
@@ -66,6 +66,48 @@ pub fn listvars(v: &Vars) -> String {
 }
 
 /// `NAME = VALUE`.
+/// `ctdb ip`: "Public IPs on node N" then `ADDRESS PNN` per line; `-v` adds the interfaces as
+/// `ctdb ip -v` shows them (`node[P] active[I] available[I,...] configured[I,...]`).
+pub fn ip(ips: &Ips, verbose: bool) -> String {
+    let mut out = format!("Public IPs on node {}\n", ips.pnn);
+    for i in &ips.ips {
+        if verbose {
+            let active = i.active.clone().unwrap_or_default();
+            let ifaces = i.interfaces.join(",");
+            out += &format!(
+                "{} node[{}] active[{active}] available[{ifaces}] configured[{ifaces}]\n",
+                i.address, i.pnn
+            );
+        } else {
+            out += &format!("{} {}\n", i.address, i.pnn);
+        }
+    }
+    out
+}
+
+/// `ctdb ipinfo IP`.
+pub fn ipinfo(a: &IpInfoAnswer) -> String {
+    let i = &a.ip;
+    let mut out = format!(
+        "Public IP[{}] info on node {}\nIP:{}\nCurrentNode:{}\nNumInterfaces:{}\n",
+        i.address,
+        a.pnn,
+        i.address,
+        i.pnn,
+        i.interfaces.len()
+    );
+    for (k, name) in i.interfaces.iter().enumerate() {
+        let active = if i.active.as_deref() == Some(name.as_str()) {
+            " (active)"
+        } else {
+            ""
+        };
+        out += &format!("Interface[{}]: Name:{name}{active}\n", k + 1);
+    }
+    out
+}
+
+/// `ctdb getvar NAME`.
 pub fn getvar(v: &Var) -> String {
     format!("{} = {}\n", v.name, v.value)
 }

@@ -5,7 +5,7 @@
 //! daemon sent them. PNNs are numbers, `-1` where the core says [`Pnn::NONE`] ("none known");
 //! `flags` lists flag names, empty when the node is OK.
 
-use pharos_core::control::{Response, StatusReport};
+use pharos_core::control::{IpStatus, Response, StatusReport};
 use pharos_core::Pnn;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -92,6 +92,52 @@ pub struct Pong {
     pub pnn: i64,
 }
 
+/// The answer to `ip` (DESIGN.md: `{"ips":[{"address":"10.0.0.1","pnn":1,"interfaces":["eth1"]}]}`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ips {
+    /// The answering node.
+    pub pnn: i64,
+    /// Its public addresses (or every one the cluster knows, for `ip all`).
+    pub ips: Vec<IpLine>,
+}
+
+/// One address of [`Ips`], and the answer to `ipinfo`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IpLine {
+    /// The address.
+    pub address: IpAddr,
+    /// Its prefix length.
+    pub prefix: u8,
+    /// The node that hosts it, -1 for nobody.
+    pub pnn: i64,
+    /// The interfaces the answering node may put it on (empty if it is not one of its own).
+    pub interfaces: Vec<String>,
+    /// The interface it is on at the answering node, if there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active: Option<String>,
+}
+
+/// The answer to `ipinfo`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IpInfoAnswer {
+    /// The answering node.
+    pub pnn: i64,
+    /// The address.
+    pub ip: IpLine,
+}
+
+impl From<&IpStatus> for IpLine {
+    fn from(i: &IpStatus) -> Self {
+        IpLine {
+            address: i.address,
+            prefix: i.prefix,
+            pnn: pnn_number(i.pnn),
+            interfaces: i.interfaces.clone(),
+            active: i.active.clone(),
+        }
+    }
+}
+
 /// A refused request.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -169,6 +215,14 @@ pub fn encode(response: &Response) -> String {
         Response::Pong(p) => to_line(&Pong {
             pong: true,
             pnn: pnn_number(*p),
+        }),
+        Response::Ips(pnn, ips) => to_line(&Ips {
+            pnn: pnn_number(*pnn),
+            ips: ips.iter().map(IpLine::from).collect(),
+        }),
+        Response::IpInfo(pnn, ip) => to_line(&IpInfoAnswer {
+            pnn: pnn_number(*pnn),
+            ip: IpLine::from(ip),
         }),
         Response::Error(e) => to_line(&ErrorAnswer { error: e.clone() }),
     }
@@ -266,6 +320,21 @@ mod tests {
         let p: Pong = decode(&encode(&Response::Pong(Pnn(1)))).unwrap();
         assert_eq!(p.pnn, 1);
         // A refusal is the daemon's reason, whatever was expected.
+        let ip = IpStatus {
+            address: "10.0.0.1".parse().unwrap(),
+            prefix: 24,
+            pnn: Pnn::NONE,
+            interfaces: vec!["eth1".into()],
+            active: None,
+        };
+        assert_eq!(
+            encode(&Response::Ips(Pnn(0), vec![ip.clone()])),
+            r#"{"pnn":0,"ips":[{"address":"10.0.0.1","prefix":24,"pnn":-1,"interfaces":["eth1"]}]}"#
+        );
+        let back: Ips = decode(&encode(&Response::Ips(Pnn(0), vec![ip.clone()]))).unwrap();
+        assert_eq!(back.ips, vec![IpLine::from(&ip)]);
+        let info: IpInfoAnswer = decode(&encode(&Response::IpInfo(Pnn(2), ip.clone()))).unwrap();
+        assert_eq!((info.pnn, info.ip.pnn), (2, -1));
         let e = decode::<Status>(&encode(&Response::Error("no such node".into())));
         assert_eq!(e, Err("no such node".to_string()));
         // Another shape is an unexpected answer, not a panic.

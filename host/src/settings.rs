@@ -105,6 +105,13 @@ fn line_of(text: &[u8], at: usize) -> usize {
         + 1
 }
 
+/// Reads and parses a public_addresses file (at start, and again for `reloadips`); errors name
+/// `FILE:LINE`.
+pub fn read_public_addresses(path: &Path) -> Result<PublicAddresses, String> {
+    PublicAddresses::parse(&read_text(path)?)
+        .map_err(|e| e.in_file(&path.display().to_string()).to_string())
+}
+
 /// Reads a text file; a file that is not UTF-8 is an error at the line of the first bad byte.
 pub fn read_text(path: &Path) -> Result<String, String> {
     let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
@@ -208,10 +215,7 @@ impl Settings {
             .clone()
             .or(file.public_addresses.map(rel));
         let public_ips = match &public_addresses {
-            Some(p) => Some(
-                PublicAddresses::parse(&read_text(p)?)
-                    .map_err(|e| e.in_file(&p.display().to_string()).to_string())?,
-            ),
+            Some(p) => Some(read_public_addresses(p)?),
             None => None,
         };
         let mut tunables = Tunables::default();

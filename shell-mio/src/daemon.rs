@@ -16,12 +16,16 @@ use mio::net::{TcpListener, UnixStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 use pharos_core::control::{Request, Response};
 use pharos_core::drive::{Driver, Feedback, Frames, Host};
-use pharos_core::node::Disconnect;
+use pharos_core::node::{Disconnect, IpResult};
+use pharos_core::wire::IpOp;
 use pharos_core::{
     Action, ClientId, ConnId, Event, Instant, Link, Node, NodeConfig, Notification, Pnn,
 };
+use crate::addresses::Addresses;
+use mio::unix::SourceFd;
+use pharos_core::config::PublicAddresses;
 use pharos_host::lock::LockService;
-use pharos_host::settings::Settings;
+use pharos_host::settings::{read_public_addresses, Settings};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1, SIGUSR2};
 use signal_hook_mio::v1_0::Signals;
 use std::collections::HashMap;
@@ -34,6 +38,8 @@ const CONTROL: Token = Token(1);
 const SIGNALS: Token = Token(2);
 /// The cluster lock's worker thread has answers.
 const LOCK: Token = Token(3);
+const NETLINK: Token = Token(4);
+const GUARDIAN: Token = Token(5);
 /// Peer connection tokens start here; control clients start at [`CLIENT_BASE`].
 const PEER_BASE: usize = 1 << 10;
 const CLIENT_BASE: usize = 1 << 30;
@@ -117,6 +123,12 @@ struct Io {
     crowding: BurstLog,
     /// The cluster lock, run on its own thread; it wakes the loop through [`LOCK`].
     lock: LockService,
+    /// The host side of the public addresses (netlink, announcements, the guardian), when this
+    /// node has any.
+    addresses: Option<Addresses>,
+    /// Its public_addresses file as last read, and where it is.
+    public: PublicAddresses,
+    public_path: Option<std::path::PathBuf>,
     /// The node said it is done (after a shutdown).
     exited: bool,
     next_serial: u64,
@@ -164,15 +176,6 @@ impl Daemon {
         let mut control = ControlSocket::bind(&settings.socket)?;
         let poll = Poll::new().map_err(|e| format!("epoll: {e}"))?;
         let mut signals = Signals::new(SIGNALS_HANDLED).map_err(|e| format!("signals: {e}"))?;
-        // The lock provider may block (a hung shared file system): it runs on its own thread
-        // and wakes the loop when it has an answer.
-        let waker = Waker::new(poll.registry(), LOCK).map_err(|e| format!("epoll waker: {e}"))?;
-        let lock = LockService::start(
-            provider,
-            Box::new(move || {
-                let _ = waker.wake();
-            }),
-        )?;
         let reg = poll.registry();
         reg.register(&mut listener, LISTENER, Interest::READABLE)
             .and_then(|_| reg.register(&mut control.listener, CONTROL, Interest::READABLE))
@@ -191,7 +194,8 @@ impl Daemon {
         )
         .map_err(|e| e.to_string())?
         .with_start_stamp(start_stamp)
-        .with_recmaster_capable(settings.recmaster_capable);
+        .with_recmaster_capable(settings.recmaster_capable)
+        .with_public_addresses(settings.public_ips.clone().unwrap_or_default());
         let origin = std::time::Instant::now();
         let seed = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -216,6 +220,36 @@ impl Daemon {
             CLIENT_TIMEOUT.as_secs()
         );
         let node = Node::new(config, seed, Instant::from_std(origin, origin));
+        // The guardian is forked before any thread exists (the lock service starts one).
+        let public = settings.public_ips.clone().unwrap_or_default();
+        let mut addresses = if public.is_empty() {
+            None
+        } else {
+            let mut a = Addresses::start(node.guardian_timeout())?;
+            a.set_fencing(node.fencing_frames());
+            let fd = a.netlink_fd();
+            reg.register(&mut SourceFd(&fd), NETLINK, Interest::READABLE)
+                .map_err(|e| format!("epoll register netlink: {e}"))?;
+            if let Some(fd) = a.guardian_fd() {
+                reg.register(&mut SourceFd(&fd), GUARDIAN, Interest::READABLE)
+                    .map_err(|e| format!("epoll register guardian: {e}"))?;
+            }
+            Some(a)
+        };
+        // The lock provider may block (a hung shared file system): it runs on its own thread
+        // and wakes the loop when it has an answer.
+        let waker = Waker::new(poll.registry(), LOCK).map_err(|e| format!("epoll waker: {e}"))?;
+        let lock = LockService::start(
+            provider,
+            Box::new(move || {
+                let _ = waker.wake();
+            }),
+        )
+        .inspect_err(|_| {
+            if let Some(a) = addresses.take() {
+                a.close();
+            }
+        })?;
         let io = Io {
             poll,
             origin,
@@ -238,6 +272,9 @@ impl Daemon {
             shortage: BurstLog::default(),
             crowding: BurstLog::default(),
             lock,
+            addresses,
+            public,
+            public_path: settings.public_addresses.clone(),
             exited: false,
             next_serial: 1,
             events: Events::with_capacity(EVENTS),
@@ -309,6 +346,10 @@ impl Daemon {
         if let Some(m) = max_wait {
             timeout = Some(timeout.map_or(m, |t| t.min(m)));
         }
+        if let Some(t) = self.io.addresses.as_ref().and_then(Addresses::poll_timeout) {
+            let t = t.saturating_duration_since(std::time::Instant::now());
+            timeout = Some(timeout.map_or(t, |x| x.min(t)));
+        }
         let io = &mut self.io;
         if !io.backlog.is_empty() || io.listener_pending || io.control_pending {
             timeout = Some(Duration::ZERO);
@@ -350,6 +391,16 @@ impl Daemon {
                         self.feed(Event::Lock(result));
                     }
                 }
+                NETLINK => {
+                    if let Some(a) = self.io.addresses.as_mut() {
+                        a.on_netlink_readable();
+                    }
+                }
+                GUARDIAN => {
+                    if let Some(a) = self.io.addresses.as_mut() {
+                        a.on_guardian_readable();
+                    }
+                }
                 SIGNALS => {
                     if self.handle_signals() == Some(SignalEvent::Shutdown) {
                         self.shutdown();
@@ -381,9 +432,18 @@ impl Daemon {
             }
         }
         self.io.retry.clear();
+        // What the kernel and the guardian answered, then the guardian's heartbeat.
+        self.feed_address_events();
+        if let Some(a) = self.io.addresses.as_mut() {
+            a.on_timeout(std::time::Instant::now());
+        }
         // Reads first, then time: a node that was itself stopped sees its peers' frames
         // before it counts their silence.
         self.feed(Event::Timeout);
+        if self.io.exited {
+            self.shutdown_io();
+            return Ok(false);
+        }
         Ok(true)
     }
 
@@ -410,11 +470,20 @@ impl Daemon {
         reload.then_some(SignalEvent::Reload)
     }
 
-    /// SIGHUP: re-reads what may change while running. Nothing can yet: the nodes file needs
-    /// `reloadnodes`, and the public addresses file will be re-read here once the daemon
-    /// hosts addresses (`reloadips`, issue 11).
+    /// SIGHUP: re-reads the public addresses file (as `reloadips` does on this node only).
+    /// The nodes file needs a restart.
     fn reload(&mut self) {
-        log::info!("received SIGHUP: nothing to re-read yet, carrying on");
+        log::info!("received SIGHUP: re-reading the public addresses");
+        if let Some(list) = self.io.reread_public() {
+            self.feed(Event::PublicAddresses(list));
+        }
+    }
+
+    /// Feeds the answers of the kernel and the guardian to the core.
+    fn feed_address_events(&mut self) {
+        while let Some(e) = self.io.addresses.as_mut().and_then(Addresses::poll_event) {
+            self.feed(e);
+        }
     }
 
     /// A clean stop through the core (releases, goodbyes, closes), then the sockets go.
@@ -423,7 +492,15 @@ impl Daemon {
         if !self.io.exited {
             log::warn!("the core did not finish its shutdown; closing everything");
         }
-        // Dropping the sockets closes them: peers see EOF and mark us dead at once.
+        self.shutdown_io();
+    }
+
+    /// After the core's [`Action::Exit`]: the guardian goes (everything was released), then
+    /// the sockets (peers see EOF and mark us dead at once).
+    fn shutdown_io(&mut self) {
+        if let Some(a) = self.io.addresses.take() {
+            a.close();
+        }
         self.io.peers.clear();
         self.io.clients.clear();
         self.io.client_count = 0;
@@ -687,7 +764,43 @@ impl Host for Io {
             Action::Reply { client, response } => self.reply(client, &response),
             Action::AcquireLock => self.lock.acquire(),
             Action::ReleaseLock => self.lock.release(),
-            Action::ReleaseAllIps => log::info!("releasing all public IPs"),
+            Action::ReleaseAllIps => {
+                if let Some(a) = self.addresses.as_mut() {
+                    a.release_all(&self.public);
+                }
+            }
+            Action::TakeIp {
+                addr,
+                prefix,
+                iface,
+                lifetime_secs,
+                not_after,
+            } => match self.addresses.as_mut() {
+                Some(a) => a.take(addr, prefix, &iface, lifetime_secs, not_after.to_std(self.origin)),
+                None => feedback.push(Event::IpResult(IpResult {
+                    addr,
+                    op: IpOp::Take,
+                    error: Some(libc::ENOTSUP),
+                })),
+            },
+            Action::ReleaseIp { addr, prefix, iface } => match self.addresses.as_mut() {
+                Some(a) => a.release(addr, prefix, &iface),
+                None => feedback.push(Event::IpResult(IpResult {
+                    addr,
+                    op: IpOp::Release,
+                    error: None,
+                })),
+            },
+            Action::RenewIps { lifetime_secs } => {
+                if let Some(a) = self.addresses.as_mut() {
+                    a.renew(lifetime_secs);
+                }
+            }
+            Action::ReloadIps => {
+                if let Some(list) = self.reread_public() {
+                    feedback.push(Event::PublicAddresses(list));
+                }
+            }
             Action::Exit => self.exited = true,
         }
     }
@@ -709,6 +822,7 @@ impl Host for Io {
                         format!("keepalive timeout (silent for {} ms)", after.as_millis())
                     }
                     Disconnect::Goodbye => "it shut down".to_string(),
+                    Disconnect::Fenced => "its guardian fenced it".to_string(),
                 };
                 log::info!("node {pnn} ({address}) is dead: {why}");
             }
@@ -728,6 +842,14 @@ impl Host for Io {
             Notification::GenerationChanged { generation, vnnmap } => {
                 log::info!("generation {} (vnnmap {vnnmap:?})", generation.0)
             }
+            Notification::IpTaken { addr } => log::info!("hosting {addr}"),
+            Notification::IpReleased { addr } => log::info!("released {addr}"),
+            Notification::LeaseLost => {
+                log::warn!("lost the hosting lease (no majority vouches for this node)")
+            }
+            Notification::TakeoverRun { moved, failed } => {
+                log::info!("takeover run: {moved} address(es) moved, {failed} not placed")
+            }
         }
     }
 }
@@ -735,6 +857,22 @@ impl Host for Io {
 impl Io {
     fn now(&self) -> Instant {
         Instant::from_std(self.origin, std::time::Instant::now())
+    }
+
+    /// Reads the public addresses file again; `None` (logged) if it is unreadable or wrong,
+    /// and the node keeps the list it has.
+    fn reread_public(&mut self) -> Option<PublicAddresses> {
+        let path = self.public_path.as_ref()?;
+        match read_public_addresses(path) {
+            Ok(list) => {
+                self.public = list.clone();
+                Some(list)
+            }
+            Err(e) => {
+                log::warn!("reloadips: {e} (keeping the addresses as they were)");
+                None
+            }
+        }
     }
 
     fn insert_peer(&mut self, mut conn: PeerConn, interest: Interest) -> io::Result<usize> {

@@ -1,6 +1,7 @@
 //! pharos-mio: the production shell around `pharos-core`: the `pharosd` daemon (a single-threaded
 //! mio event loop). Settings, the cluster lock and the `pharos` CLI are in `pharos-host`.
 
+pub mod addresses;
 pub mod control_socket;
 pub mod daemon;
 pub mod descriptors;

@@ -53,6 +53,8 @@ fn frames_with_last_flags(count: usize, last: NodeFlags) -> Vec<u8> {
             interval_ms: 100,
             limit: 3,
         },
+        stamp: 1,
+        echo: 0,
     });
     let start = out.len();
     for _ in 1..count {
@@ -66,6 +68,8 @@ fn frames_with_last_flags(count: usize, last: NodeFlags) -> Vec<u8> {
             interval_ms: 100,
             limit: 3,
         },
+        stamp: 1,
+        echo: 0,
     });
     wire::encode(&header(Op::Keepalive), &keepalive, &mut out);
     assert_eq!(

@@ -37,6 +37,8 @@ fn keepalive_frame() -> Vec<u8> {
             interval_ms: 100,
             limit: 3,
         },
+        stamp: 1,
+        echo: 0,
     });
     let h = Header {
         op: m.op(),

@@ -484,6 +484,8 @@ fn follower_leaves_recovery_mode_when_its_master_dies_mid_recovery() {
             interval_ms: 100,
             limit: 3,
         },
+        stamp: 1,
+        echo: 0,
     });
     n.handle(
         at(2),
@@ -499,7 +501,7 @@ fn follower_leaves_recovery_mode_when_its_master_dies_mid_recovery() {
         at(3),
         Event::Frame {
             link: Link::In(ConnId(12)),
-            bytes: &frame(2, 0, Message::RecoveryStart),
+            bytes: &frame(2, 0, Message::RecoveryStart { members: members_0_2() }),
         },
     )
     .unwrap();
@@ -511,7 +513,7 @@ fn follower_leaves_recovery_mode_when_its_master_dies_mid_recovery() {
         at(4),
         Event::Frame {
             link: Link::In(ConnId(12)),
-            bytes: &frame(2, 2, Message::RecoveryStart),
+            bytes: &frame(2, 2, Message::RecoveryStart { members: members_0_2() }),
         },
     )
     .unwrap();
@@ -536,4 +538,12 @@ fn follower_leaves_recovery_mode_when_its_master_dies_mid_recovery() {
     assert_eq!(n.recmaster(), Pnn::NONE);
     assert_eq!(n.recovery_mode(), RecoveryMode::Normal);
     assert_eq!(n.generation(), Generation(1), "never committed");
+}
+
+/// Nodes 0 and 2, as a recovery's members.
+fn members_0_2() -> crate::types::NodeSet {
+    let mut m = crate::types::NodeSet::new();
+    m.insert(crate::types::Pnn(0));
+    m.insert(crate::types::Pnn(2));
+    m
 }

@@ -115,6 +115,8 @@ fn keepalive(src: u32) -> Vec<u8> {
                 interval_ms: 100,
                 limit: 3,
             },
+            stamp: 1,
+            echo: 0,
         }),
     )
 }
@@ -172,11 +174,13 @@ fn connected_needs_both_directions_and_hello() {
     actions(&mut n);
     n.handle(t(1), Event::Connected { peer: Pnn(1) }).unwrap();
     let tx = transmits(&mut n);
-    assert_eq!(tx.len(), 2);
+    assert_eq!(tx.len(), 3, "{tx:?}");
     assert_eq!(tx[0].peer, Pnn(1));
     assert!(matches!(tx[0].message(), Message::Hello(h) if h.capabilities == CAP_RECMASTER));
-    // Followed by our view (whom we follow), without waiting for a keepalive tick.
+    // Followed by our view (whom we follow), without waiting for a keepalive tick, and our
+    // public addresses (none here).
     assert!(matches!(tx[1].message(), Message::Keepalive(k) if k.recmaster == Pnn::NONE));
+    assert_eq!(*tx[2].message(), Message::IpList { entries: 0 });
     assert!(n.flags_of(Pnn(1)).contains(NodeFlags::DISCONNECTED));
     n.handle(
         t(1),
@@ -310,16 +314,27 @@ fn eof_is_death_at_once_then_reconnect_after_delay() {
         ]
     );
     assert!(transmits(&mut n).is_empty());
-    // Reconnect after ReconnectInterval (1 s), not before.
-    assert_eq!(n.poll_timeout(), Some(t(100)));
-    n.handle(t(1049), Event::Timeout).unwrap();
-    assert!(!actions(&mut n)
-        .iter()
-        .any(|a| matches!(a, Action::Connect { peer: Pnn(1), .. })));
-    n.handle(t(1050), Event::Timeout).unwrap();
-    assert!(actions(&mut n)
-        .iter()
-        .any(|a| matches!(a, Action::Connect { peer: Pnn(1), .. })));
+    // It may be back soon (a restart): the first reconnect comes 20 ms later, not after a
+    // whole ReconnectInterval; each failure doubles the wait, up to ReconnectInterval.
+    let connects = |n: &mut Node| {
+        actions(n)
+            .iter()
+            .filter(|a| matches!(a, Action::Connect { peer: Pnn(1), .. }))
+            .count()
+    };
+    n.handle(t(69), Event::Timeout).unwrap();
+    assert_eq!(connects(&mut n), 0);
+    n.handle(t(70), Event::Timeout).unwrap();
+    assert_eq!(connects(&mut n), 1);
+    let mut at = 70;
+    for wait in [40, 80, 160, 320, 640, 1000, 1000] {
+        n.handle(t(at), Event::ConnectFailed { peer: Pnn(1) }).unwrap();
+        n.handle(t(at + wait - 1), Event::Timeout).unwrap();
+        assert_eq!(connects(&mut n), 0, "retry {wait} ms after {at}: too early");
+        at += wait;
+        n.handle(t(at), Event::Timeout).unwrap();
+        assert_eq!(connects(&mut n), 1, "retry {wait} ms after: not made");
+    }
 }
 
 #[test]
@@ -353,26 +368,28 @@ fn connect_failure_and_timeout_retry() {
     n.handle(t(1), Event::ConnectFailed { peer: Pnn(1) })
         .unwrap();
     assert!(actions(&mut n).is_empty());
-    n.handle(t(1001), Event::Timeout).unwrap();
+    // Retried after a short first wait (20 ms).
+    n.handle(t(21), Event::Timeout).unwrap();
+    assert!(actions(&mut n)
+        .iter()
+        .any(|a| matches!(a, Action::Connect { peer: Pnn(1), .. })));
+    n.handle(t(1000), Event::Timeout).unwrap();
     let a = actions(&mut n);
-    // Peer 3's first attempt timed out at 1000 ms (closed, retry later); peer 1 is retried.
+    // Peer 3's first attempt timed out at ConnectTimeout (closed, retried 20 ms later).
     assert!(
         a.contains(&Action::Close {
             link: Link::Out(Pnn(3))
         }),
         "{a:?}"
     );
-    assert!(a
-        .iter()
-        .any(|a| matches!(a, Action::Connect { peer: Pnn(1), .. })));
     assert!(!a
         .iter()
         .any(|a| matches!(a, Action::Connect { peer: Pnn(3), .. })));
-    n.handle(t(2000), Event::Timeout).unwrap();
+    n.handle(t(1019), Event::Timeout).unwrap();
     assert!(!actions(&mut n)
         .iter()
         .any(|a| matches!(a, Action::Connect { peer: Pnn(3), .. })));
-    n.handle(t(2001), Event::Timeout).unwrap();
+    n.handle(t(1020), Event::Timeout).unwrap();
     assert!(actions(&mut n)
         .iter()
         .any(|a| matches!(a, Action::Connect { peer: Pnn(3), .. })));
@@ -459,6 +476,8 @@ fn keepalive_promising(interval_ms: u32, limit: u32) -> Vec<u8> {
             recmaster: Pnn::NONE,
             recovery_mode: RecoveryMode::Normal,
             liveness: crate::wire::Liveness { interval_ms, limit },
+            stamp: 1,
+            echo: 0,
         }),
     )
 }
@@ -601,7 +620,15 @@ fn a_stalled_node_does_not_blame_its_peers() {
     connect_peer1(&mut n, t(1));
     n.handle(t(5000), Event::Timeout).unwrap();
     assert_eq!(n.flags_of(Pnn(1)), NodeFlags::empty());
-    assert_eq!(n.poll_timeout(), Some(t(5100)));
+    // One tick now, the next one interval later (not a burst of the missed ones); the peer
+    // gets one of its intervals to show it is alive.
+    let ticks = n.stats().keepalive_ticks;
+    n.handle(t(5099), Event::Timeout).unwrap();
+    assert_eq!(n.stats().keepalive_ticks, ticks);
+    assert_eq!(n.flags_of(Pnn(1)), NodeFlags::empty());
+    n.handle(t(5100), Event::Timeout).unwrap();
+    assert_eq!(n.stats().keepalive_ticks, ticks + 1);
+    assert!(n.flags_of(Pnn(1)).contains(NodeFlags::DISCONNECTED));
 }
 
 #[test]
@@ -649,6 +676,8 @@ fn admin_flags_travel_in_keepalives_but_not_connection_state() {
                         interval_ms: 100,
                         limit: 3,
                     },
+                    stamp: 1,
+                    echo: 0,
                 }),
             ),
         },
@@ -864,15 +893,15 @@ fn failed_connect_to_a_peer_that_connected_to_us_is_retried_at_once_but_only_onc
     assert!(actions(&mut n)
         .iter()
         .any(|a| matches!(a, Action::Connect { peer: Pnn(1), .. })));
-    // A second failure on the same incoming connection waits for ReconnectInterval.
+    // A second failure on the same incoming connection waits like any other (20 ms first).
     n.handle(t(7), Event::ConnectFailed { peer: Pnn(1) })
         .unwrap();
     assert!(actions(&mut n).is_empty());
-    n.handle(t(1006), Event::Timeout).unwrap();
+    n.handle(t(26), Event::Timeout).unwrap();
     assert!(!actions(&mut n)
         .iter()
         .any(|a| matches!(a, Action::Connect { peer: Pnn(1), .. })));
-    n.handle(t(1007), Event::Timeout).unwrap();
+    n.handle(t(27), Event::Timeout).unwrap();
     assert!(actions(&mut n)
         .iter()
         .any(|a| matches!(a, Action::Connect { peer: Pnn(1), .. })));
@@ -896,8 +925,8 @@ fn garbage_on_a_connecting_outgoing_link_counts_as_a_failed_connect() {
         }]
     );
     assert_eq!(n.stats().bad_streams, 1);
-    // Retried after ReconnectInterval, not left waiting for the connect timeout.
-    assert_eq!(n.out_state(Pnn(1)), OutState::Retry { at: t(1005) });
+    // Retried soon (20 ms), not left waiting for the connect timeout.
+    assert_eq!(n.out_state(Pnn(1)), OutState::Retry { at: t(25) });
 }
 
 /// Peer 1 is fully up on incoming connection 11; a second connection 12 comes from its address.

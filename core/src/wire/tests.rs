@@ -36,8 +36,10 @@ fn samples() -> [Message; 6] {
                 interval_ms: 250,
                 limit: 4,
             },
+            stamp: 1,
+            echo: 0,
         }),
-        Message::RecoveryStart,
+        Message::RecoveryStart { members: members_0_2() },
         Message::RecoveryAck,
         Message::RecoveryCommit { vnnmap },
         Message::Reconfigured,
@@ -72,6 +74,8 @@ fn keepalive_frame() -> Vec<u8> {
             interval_ms: 250,
             limit: 4,
         },
+        stamp: 1,
+        echo: 0,
     };
     encode(&header(Op::Keepalive), &Message::Keepalive(k), &mut v);
     v
@@ -80,8 +84,8 @@ fn keepalive_frame() -> Vec<u8> {
 #[test]
 fn header_layout_is_fixed() {
     let v = keepalive_frame();
-    assert_eq!(v.len(), 48);
-    assert_eq!(&v[0..4], &48u32.to_le_bytes());
+    assert_eq!(v.len(), 64);
+    assert_eq!(&v[0..4], &64u32.to_le_bytes());
     assert_eq!(&v[4..8], b"PHRS");
     assert_eq!(v[8], PROTOCOL_VERSION);
     assert_eq!(&v[10..12], &2u16.to_le_bytes());
@@ -158,4 +162,12 @@ fn random_and_truncated_bytes_never_panic() {
         let _ = frame_len(&valid[..cut]);
         let _ = decode(&valid[..cut]);
     }
+}
+
+/// Nodes 0 and 2, as a recovery's members.
+fn members_0_2() -> crate::types::NodeSet {
+    let mut m = crate::types::NodeSet::new();
+    m.insert(crate::types::Pnn(0));
+    m.insert(crate::types::Pnn(2));
+    m
 }
