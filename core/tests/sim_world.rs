@@ -6,9 +6,7 @@
 use core::net::IpAddr;
 use core::time::Duration;
 use pharos_core::control::{Request, Response};
-use pharos_core::sim::{
-    Capabilities, Fault, LinkParams, NetConfig, NodeState, SimConfig, World,
-};
+use pharos_core::sim::{Capabilities, Fault, LinkParams, NetConfig, NodeState, SimConfig, World};
 use pharos_core::Instant;
 
 const MS: Duration = Duration::from_millis(1);

@@ -3,7 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
-/// A directory `pharos-test-NAME-PID` in the temp dir, created empty, removed on drop.
+/// A directory `pharos-test-NAME-PID` in the temp dir, created empty, removed on drop (kept
+/// when `PHAROS_KEEP_SCRATCH` is set).
 pub struct Scratch(pub PathBuf);
 
 impl Scratch {
@@ -25,6 +26,11 @@ impl Scratch {
 
 impl Drop for Scratch {
     fn drop(&mut self) {
+        // PHAROS_KEEP_SCRATCH=1 keeps the logs of a run for a post-mortem.
+        if std::env::var_os("PHAROS_KEEP_SCRATCH").is_some() {
+            eprintln!("kept {}", self.0.display());
+            return;
+        }
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }

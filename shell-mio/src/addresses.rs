@@ -146,7 +146,8 @@ impl Addresses {
             }
         }
         self.promote(a.ifindex);
-        let lifetime = NonZeroU32::new(lifetime_secs).map_or(Lifetime::Permanent, Lifetime::Seconds);
+        let lifetime =
+            NonZeroU32::new(lifetime_secs).map_or(Lifetime::Permanent, Lifetime::Seconds);
         let id = self.netlink.add(&a, lifetime);
         self.asked.insert(id, Asked::Take(a));
     }

@@ -9,11 +9,14 @@
 //! would announce bytes that are already there). Control clients are bounded in number (by
 //! the descriptor limit) and in time ([`CLIENT_TIMEOUT`]).
 
+use crate::addresses::Addresses;
 use crate::control_socket::ControlSocket;
 use crate::descriptors::{self, BurstLog, Spare};
 use crate::netio::{last_word, ClientConn, ClientRead, PeerConn, ReadOutcome, CLIENT_TIMEOUT};
 use mio::net::{TcpListener, UnixStream};
+use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
+use pharos_core::config::PublicAddresses;
 use pharos_core::control::{Request, Response};
 use pharos_core::drive::{Driver, Feedback, Frames, Host};
 use pharos_core::node::{Disconnect, IpResult};
@@ -21,9 +24,6 @@ use pharos_core::wire::IpOp;
 use pharos_core::{
     Action, ClientId, ConnId, Event, Instant, Link, Node, NodeConfig, Notification, Pnn,
 };
-use crate::addresses::Addresses;
-use mio::unix::SourceFd;
-use pharos_core::config::PublicAddresses;
 use pharos_host::lock::LockService;
 use pharos_host::settings::{read_public_addresses, Settings};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1, SIGUSR2};
@@ -776,14 +776,24 @@ impl Host for Io {
                 lifetime_secs,
                 not_after,
             } => match self.addresses.as_mut() {
-                Some(a) => a.take(addr, prefix, &iface, lifetime_secs, not_after.to_std(self.origin)),
+                Some(a) => a.take(
+                    addr,
+                    prefix,
+                    &iface,
+                    lifetime_secs,
+                    not_after.to_std(self.origin),
+                ),
                 None => feedback.push(Event::IpResult(IpResult {
                     addr,
                     op: IpOp::Take,
                     error: Some(libc::ENOTSUP),
                 })),
             },
-            Action::ReleaseIp { addr, prefix, iface } => match self.addresses.as_mut() {
+            Action::ReleaseIp {
+                addr,
+                prefix,
+                iface,
+            } => match self.addresses.as_mut() {
                 Some(a) => a.release(addr, prefix, &iface),
                 None => feedback.push(Event::IpResult(IpResult {
                     addr,

@@ -141,9 +141,12 @@ tunables! {
     keepalive_interval: Duration = "KeepaliveInterval", default Duration::from_secs(1), range 10 * MS, HOUR;
     /// Consecutive silent keepalive intervals after which a peer is dead.
     keepalive_limit: Count = "KeepaliveLimit", default 3, range 1, 1000;
-    /// How long an outgoing connection attempt may take.
+    /// How long an outgoing connection attempt may take (at most KeepaliveInterval ×
+    /// KeepaliveLimit, so that a SYN lost on a cut link is not waited on longer than a silent
+    /// peer).
     connect_timeout: Duration = "ConnectTimeout", default Duration::from_secs(1), range 10 * MS, HOUR;
-    /// Delay before reconnecting after a failed connect or a lost connection.
+    /// Longest delay before reconnecting after a failed connect or a lost connection: the
+    /// wait starts at 20 ms and doubles up to this (and to KeepaliveInterval × KeepaliveLimit).
     reconnect_interval: Duration = "ReconnectInterval", default Duration::from_secs(1), range 10 * MS, HOUR;
     /// Bound on one recovery-master election round.
     election_timeout: Duration = "ElectionTimeout", default Duration::from_secs(1), range 10 * MS, HOUR;

@@ -501,7 +501,13 @@ fn follower_leaves_recovery_mode_when_its_master_dies_mid_recovery() {
         at(3),
         Event::Frame {
             link: Link::In(ConnId(12)),
-            bytes: &frame(2, 0, Message::RecoveryStart { members: members_0_2() }),
+            bytes: &frame(
+                2,
+                0,
+                Message::RecoveryStart {
+                    members: members_0_2(),
+                },
+            ),
         },
     )
     .unwrap();
@@ -513,7 +519,13 @@ fn follower_leaves_recovery_mode_when_its_master_dies_mid_recovery() {
         at(4),
         Event::Frame {
             link: Link::In(ConnId(12)),
-            bytes: &frame(2, 2, Message::RecoveryStart { members: members_0_2() }),
+            bytes: &frame(
+                2,
+                2,
+                Message::RecoveryStart {
+                    members: members_0_2(),
+                },
+            ),
         },
     )
     .unwrap();

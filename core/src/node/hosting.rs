@@ -86,7 +86,10 @@ impl Hosting {
 
     /// The state of `addr` here, `None` if it is not one of ours.
     pub fn state_of(&self, addr: core::net::IpAddr) -> Option<HostState> {
-        self.addrs.iter().find(|a| a.ip.addr == addr).map(|a| a.state)
+        self.addrs
+            .iter()
+            .find(|a| a.ip.addr == addr)
+            .map(|a| a.state)
     }
 
     fn find(&self, ip: WireIp) -> Option<usize> {
@@ -104,7 +107,9 @@ impl Hosting {
         let mut gone = Vec::new();
         let old = core::mem::take(&mut self.addrs);
         for a in old {
-            let kept = list.get(a.ip.addr).is_some_and(|p| p.prefix_len == a.ip.prefix);
+            let kept = list
+                .get(a.ip.addr)
+                .is_some_and(|p| p.prefix_len == a.ip.prefix);
             if kept {
                 self.addrs.push(a);
             } else if a.state != HostState::Free {
@@ -173,10 +178,28 @@ impl Hosting {
 
     /// The recovery master `from` asks us to host `ip` (in `generation`). An answer now, or
     /// later from [`Hosting::result`].
-    pub fn take(&mut self, ctx: &mut Ctx, from: Pnn, generation: Generation, ip: WireIp) -> Option<Done> {
-        let done = |ok| Some(Done { to: from, generation, ip, op: IpOp::Take, ok });
+    pub fn take(
+        &mut self,
+        ctx: &mut Ctx,
+        from: Pnn,
+        generation: Generation,
+        ip: WireIp,
+    ) -> Option<Done> {
+        let done = |ok| {
+            Some(Done {
+                to: from,
+                generation,
+                ip,
+                op: IpOp::Take,
+                ok,
+            })
+        };
         let Some(i) = self.find(ip).filter(|_| self.allowed) else {
-            log::info!("node {}: refusing to take {} (not ours, or no lease)", ctx.me.pnn, ip.addr);
+            log::info!(
+                "node {}: refusing to take {} (not ours, or no lease)",
+                ctx.me.pnn,
+                ip.addr
+            );
             return done(false);
         };
         let a = &mut self.addrs[i];
@@ -202,8 +225,20 @@ impl Hosting {
     }
 
     /// The recovery master `from` asks us to give `ip` up. An answer now, or later.
-    pub fn release(&mut self, ctx: &mut Ctx, from: Pnn, generation: Generation, ip: WireIp) -> Option<Done> {
-        let done = Some(Done { to: from, generation, ip, op: IpOp::Release, ok: true });
+    pub fn release(
+        &mut self,
+        ctx: &mut Ctx,
+        from: Pnn,
+        generation: Generation,
+        ip: WireIp,
+    ) -> Option<Done> {
+        let done = Some(Done {
+            to: from,
+            generation,
+            ip,
+            op: IpOp::Release,
+            ok: true,
+        });
         let Some(i) = self.find(ip) else {
             return done;
         };
@@ -313,8 +348,7 @@ impl Hosting {
 }
 
 fn iface_of(a: &Local) -> String {
-    a.on
-        .and_then(|i| a.interfaces.get(i))
+    a.on.and_then(|i| a.interfaces.get(i))
         .or_else(|| a.interfaces.first())
         .cloned()
         .unwrap_or_default()

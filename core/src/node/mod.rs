@@ -291,6 +291,10 @@ impl Node {
         dirty |= self.run_timers();
         if dirty {
             self.reconcile();
+            // Reconciling may arm a timer for now (the monitor, after a membership change).
+            if self.run_timers() {
+                self.reconcile();
+            }
         }
         self.finish_event();
         Ok(())
@@ -356,7 +360,8 @@ impl Node {
             }
             Message::TakeIp { ip } => {
                 let done = if from_master && self.refresh_hosting() {
-                    self.hosting.take(&mut self.ctx, peer, header.generation, ip)
+                    self.hosting
+                        .take(&mut self.ctx, peer, header.generation, ip)
                 } else {
                     Some(Done {
                         to: peer,
@@ -383,8 +388,7 @@ impl Node {
             }
             Message::IpReallocated { .. } => {
                 if from_master {
-                    self.takeover
-                        .set_allocation(wire::entries(frame, &message));
+                    self.takeover.set_allocation(wire::entries(frame, &message));
                     self.check_allocation();
                 }
             }
@@ -446,7 +450,9 @@ impl Node {
         });
         let r = self.election.recmaster();
         if mismatch && r != Pnn::NONE && r != me {
-            log::info!("node {me}: what it hosts differs from the allocation: asking for a takeover run");
+            log::info!(
+                "node {me}: what it hosts differs from the allocation: asking for a takeover run"
+            );
             self.ctx.send(r, Message::TakeoverRequest);
         }
     }
@@ -455,7 +461,10 @@ impl Node {
     fn move_ip(&mut self, ip: WireIp, pnn: Pnn) -> Result<(), String> {
         let known = self.takeover.known();
         let Some(ip) = known.into_iter().find(|k| k.addr == ip.addr) else {
-            return Err(format!("{} is not a public address of the cluster", ip.addr));
+            return Err(format!(
+                "{} is not a public address of the cluster",
+                ip.addr
+            ));
         };
         if !self.takeover.can_host(pnn, ip) {
             return Err(format!("node {pnn} cannot host {}", ip.addr));
@@ -643,16 +652,19 @@ impl Node {
         self.reconcile_quorum();
         let r = self.election.recmaster();
         self.recoveries.check_follower(&mut self.ctx, r, false);
+        if self.is_acting_recmaster() {
+            self.recoveries
+                .membership_changed(&mut self.ctx, &self.members);
+        }
         let may_host = self.quorate && !self.members.own_flags().intersects(NO_HOSTING);
         if self.may_host && !may_host {
-            self.hosting.release_all(
-                &mut self.ctx,
-                "lost quorum, or banned, stopped or disabled",
-            );
+            self.hosting
+                .release_all(&mut self.ctx, "lost quorum, or banned, stopped or disabled");
         }
         self.may_host = may_host;
         if !may_host {
-            self.hosting.set_allowed(&mut self.ctx, false, "may not host");
+            self.hosting
+                .set_allowed(&mut self.ctx, false, "may not host");
         }
     }
 
@@ -698,8 +710,7 @@ impl Node {
                 self.run_local_steps();
             }
             if let Some((moved, failed)) = self.takeover.take_finished() {
-                self.ctx
-                    .notify(Notification::TakeoverRun { moved, failed });
+                self.ctx.notify(Notification::TakeoverRun { moved, failed });
                 self.announce_allocation();
             }
         } else if self.takeover.running() {
@@ -1044,10 +1055,14 @@ impl Node {
                 Response::Done(None)
             }
             Request::Ip { all } => Response::Ips(self.ctx.me.pnn, self.ips(*all)),
-            Request::IpInfo(addr) => match self.ips(true).into_iter().find(|i| i.address == *addr) {
-                Some(i) => Response::IpInfo(self.ctx.me.pnn, i),
-                None => Response::Error(format!("{addr} is not a public address of the cluster")),
-            },
+            Request::IpInfo(addr) => {
+                match self.ips(true).into_iter().find(|i| i.address == *addr) {
+                    Some(i) => Response::IpInfo(self.ctx.me.pnn, i),
+                    None => {
+                        Response::Error(format!("{addr} is not a public address of the cluster"))
+                    }
+                }
+            }
             Request::MoveIp(addr, pnn) => self.request_move(*addr, *pnn),
             Request::ReloadIps => {
                 self.ctx.act(Action::ReloadIps);

@@ -16,6 +16,8 @@ use super::timer::Timer;
 use crate::time::Instant;
 use crate::types::{Generation, NodeSet, Pnn, RecoveryMode};
 use crate::wire::Message;
+use alloc::vec;
+use alloc::vec::Vec;
 
 /// A recovery the recovery master is running.
 #[derive(Clone, Debug)]
@@ -72,6 +74,10 @@ pub(super) struct Recoveries {
     /// The members of the latest recovery this node took part in: the peers whose stamps it
     /// echoes (their hosting lease).
     members: NodeSet,
+    /// Start stamps, by PNN, of the members of the running recovery (`starting`) and of the
+    /// committed one (`stamps`): a member that restarted since lost its generation with it.
+    starting: Vec<u64>,
+    stamps: Vec<u64>,
 }
 
 impl Recoveries {
@@ -85,6 +91,8 @@ impl Recoveries {
             committed: None,
             rerecovery_until: ctx.now,
             members: NodeSet::new(),
+            starting: vec![u64::MAX; ctx.nodes.entries().len()],
+            stamps: vec![u64::MAX; ctx.nodes.entries().len()],
         }
     }
 
@@ -166,14 +174,18 @@ impl Recoveries {
             }
             active.insert(p);
         }
-        // A new master, or a change of the active nodes, recovers at once: addresses move only
-        // after it. The other reasons wait out RerecoveryTimeout after the last recovery (a
-        // node that keeps disagreeing must not keep the cluster in recovery).
-        let urgent = self.need_recovery || active != self.vnnmap;
+        // A new master, a change of the active nodes or a member that restarted (it died and
+        // came back between two monitor runs) recovers at once: addresses move only after it.
+        // The other reasons wait out RerecoveryTimeout after the last recovery (a node that
+        // keeps disagreeing must not keep the cluster in recovery).
+        let restarted = self.restarted(ctx, members, active);
+        let urgent = self.need_recovery || active != self.vnnmap || restarted;
         let reason = if self.need_recovery {
             Some("new recovery master")
         } else if active != self.vnnmap {
             Some("the active nodes changed")
+        } else if restarted {
+            Some("a node restarted")
         } else if active
             .iter()
             .any(|p| p != me && members.reported_mode(p) == RecoveryMode::Active)
@@ -195,6 +207,29 @@ impl Recoveries {
         Verdict::Fine
     }
 
+    /// A member of `active` whose start stamp is not the one it had in the last recovery.
+    fn restarted(&self, ctx: &Ctx, members: &Members, active: NodeSet) -> bool {
+        active
+            .iter()
+            .any(|p| self.stamps.get(p.index()) != Some(&members.start_stamp(ctx, p)))
+    }
+
+    /// Membership may have changed (called only while acting, so the monitor run this arms
+    /// recovers): if the active nodes are no longer the vnnmap's (or one of them restarted),
+    /// the monitor runs now rather than at its next RecoverInterval tick.
+    pub fn membership_changed(&mut self, ctx: &mut Ctx, members: &Members) {
+        if self.running.is_some() || ctx.timers.get(Timer::Monitor).is_none() {
+            return;
+        }
+        let mut active = NodeSet::new();
+        for p in members.pnns().filter(|&p| members.is_active(ctx, p)) {
+            active.insert(p);
+        }
+        if active != self.vnnmap || self.restarted(ctx, members, active) {
+            ctx.timers.set_earliest(Timer::Monitor, ctx.now);
+        }
+    }
+
     fn start(&mut self, ctx: &mut Ctx, members: &Members, active: NodeSet, reason: &str) {
         let generation = next_generation(members.top_generation().max(ctx.generation), ctx.me.pnn);
         log::info!(
@@ -207,6 +242,15 @@ impl Recoveries {
         let mut reachable = NodeSet::new();
         for p in members.pnns().filter(|&p| members.is_connected(p)) {
             reachable.insert(p);
+        }
+        for p in members.pnns() {
+            if let Some(s) = self.starting.get_mut(p.index()) {
+                *s = if active.contains(p) {
+                    members.start_stamp(ctx, p)
+                } else {
+                    u64::MAX
+                };
+            }
         }
         self.running = Some(Recovery {
             generation,
@@ -243,6 +287,7 @@ impl Recoveries {
         ctx.timers.stop(Timer::RecoveryRun);
         ctx.generation = r.generation;
         self.vnnmap = r.members;
+        core::mem::swap(&mut self.stamps, &mut self.starting);
         let me = ctx.me.pnn;
         for p in r.members.iter().filter(|&p| p != me) {
             ctx.send_in(

@@ -14,7 +14,7 @@
 use super::ctx::Ctx;
 use super::members::{Members, NO_HOSTING};
 use super::timer::Timer;
-use crate::ipalloc::{self, AddressInput, AllocInput, Algorithm, Options};
+use crate::ipalloc::{self, AddressInput, Algorithm, AllocInput, Options};
 use crate::time::Instant;
 use crate::types::{Generation, NodeFlags, NodeSet, Pnn};
 use crate::wire::{Entry, IpOp, Message, WireIp, IP_AVAILABLE, IP_HELD};
@@ -313,8 +313,11 @@ impl Takeover {
             inputs.push(input);
             holders.push(held);
         }
-        let by_addr: Vec<(WireIp, NodeSet)> =
-            self.known().into_iter().zip(holders.iter().copied()).collect();
+        let by_addr: Vec<(WireIp, NodeSet)> = self
+            .known()
+            .into_iter()
+            .zip(holders.iter().copied())
+            .collect();
         let algorithm = Algorithm::from_tunables(&ctx.tunables);
         let options = Options::from_tunables(&ctx.tunables);
         let assignments = match AllocInput::new(n, inputs) {
@@ -421,7 +424,15 @@ impl Takeover {
     }
 
     /// An answer to a take or release of the current run.
-    pub fn done(&mut self, ctx: &mut Ctx, members: &Members, from: Pnn, ip: WireIp, op: IpOp, ok: bool) {
+    pub fn done(
+        &mut self,
+        ctx: &mut Ctx,
+        members: &Members,
+        from: Pnn,
+        ip: WireIp,
+        op: IpOp,
+        ok: bool,
+    ) {
         // The answer is news about `from`'s host, whether or not a run still waits for it:
         // its next list may be on its way behind the answer, and the next plan must not miss
         // an address it just took.
@@ -467,13 +478,19 @@ impl Takeover {
             return;
         };
         ctx.timers.stop(Timer::Takeover);
-        let failed = run.steps.iter().filter(|s| s.phase == Phase::Failed).count();
+        let failed = run
+            .steps
+            .iter()
+            .filter(|s| s.phase == Phase::Failed)
+            .count();
         let moved = run
             .steps
             .iter()
             .filter(|s| s.phase == Phase::Done && !s.settled)
             .count();
-        self.finished = Some((moved as u32, failed as u32));
+        // Two runs can end in one event: count both.
+        let (m, f) = self.finished.unwrap_or((0, 0));
+        self.finished = Some((m + moved as u32, f + failed as u32));
         self.allocation = run
             .steps
             .iter()

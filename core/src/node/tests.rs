@@ -315,7 +315,8 @@ fn eof_is_death_at_once_then_reconnect_after_delay() {
     );
     assert!(transmits(&mut n).is_empty());
     // It may be back soon (a restart): the first reconnect comes 20 ms later, not after a
-    // whole ReconnectInterval; each failure doubles the wait, up to ReconnectInterval.
+    // whole ReconnectInterval; each failure doubles the wait, up to ReconnectInterval (1 s)
+    // and the detection time (3 × 100 ms), whichever is shorter.
     let connects = |n: &mut Node| {
         actions(n)
             .iter()
@@ -327,8 +328,9 @@ fn eof_is_death_at_once_then_reconnect_after_delay() {
     n.handle(t(70), Event::Timeout).unwrap();
     assert_eq!(connects(&mut n), 1);
     let mut at = 70;
-    for wait in [40, 80, 160, 320, 640, 1000, 1000] {
-        n.handle(t(at), Event::ConnectFailed { peer: Pnn(1) }).unwrap();
+    for wait in [40, 80, 160, 300, 300] {
+        n.handle(t(at), Event::ConnectFailed { peer: Pnn(1) })
+            .unwrap();
         n.handle(t(at + wait - 1), Event::Timeout).unwrap();
         assert_eq!(connects(&mut n), 0, "retry {wait} ms after {at}: too early");
         at += wait;

@@ -46,6 +46,8 @@ impl OutState {
 
 /// Unproven incoming connections that may wait per peer.
 pub(super) const PENDING_PER_PEER: usize = 2;
+/// The first reconnect wait, doubled on every failure in a row.
+const FIRST_RETRY: core::time::Duration = core::time::Duration::from_millis(20);
 
 /// An accepted connection from a node's address that has not said Hello yet.
 #[derive(Clone, Copy, Debug)]
@@ -205,7 +207,7 @@ impl Transport {
             ctx,
             peer,
             OutState::Connecting {
-                deadline: ctx.now + ctx.tunables.connect_timeout,
+                deadline: ctx.now + Self::connect_timeout(ctx),
             },
         );
         ctx.act(Action::Connect {
@@ -284,11 +286,27 @@ impl Transport {
     }
 
     /// The wait before the `failures`-th retry in a row: 20 ms, doubling, up to
-    /// ReconnectInterval.
+    /// ReconnectInterval but never beyond the detection time (KeepaliveInterval ×
+    /// KeepaliveLimit), so that a node coming back (a healed link) is seen about as fast as
+    /// one dying.
     fn backoff(ctx: &Ctx, failures: u32) -> core::time::Duration {
-        let first = core::time::Duration::from_millis(20);
-        let d = first.saturating_mul(1u32 << failures.saturating_sub(1).min(16));
+        let d = FIRST_RETRY.saturating_mul(1u32 << failures.saturating_sub(1).min(16));
         d.min(ctx.tunables.reconnect_interval)
+            .min(Self::detection(ctx))
+    }
+
+    /// How long an outgoing connect may take: ConnectTimeout, but never beyond the detection
+    /// time (a SYN lost while a link was cut is not waited on for longer than a silent peer).
+    fn connect_timeout(ctx: &Ctx) -> core::time::Duration {
+        ctx.tunables.connect_timeout.min(Self::detection(ctx))
+    }
+
+    /// KeepaliveInterval × KeepaliveLimit, at least [`FIRST_RETRY`].
+    fn detection(ctx: &Ctx) -> core::time::Duration {
+        let t = &ctx.tunables;
+        t.keepalive_interval
+            .saturating_mul(t.keepalive_limit.max(1))
+            .max(FIRST_RETRY)
     }
 
     pub fn on_accepted(&mut self, ctx: &mut Ctx, conn: ConnId, addr: IpAddr) {
@@ -419,7 +437,12 @@ impl Transport {
 
     /// Checks a frame and its link; a frame of a proven link (or the Hello that proves one)
     /// goes up as [`Routed`]. Bad frames are dropped and counted.
-    pub fn on_frame<'a>(&mut self, ctx: &mut Ctx, link: Link, bytes: &'a [u8]) -> Option<Routed<'a>> {
+    pub fn on_frame<'a>(
+        &mut self,
+        ctx: &mut Ctx,
+        link: Link,
+        bytes: &'a [u8],
+    ) -> Option<Routed<'a>> {
         let (peer, pending) = match self.role(link) {
             LinkRole::Peer(p) => (p, None),
             LinkRole::Pending(i) => (self.pending[i].peer, Some(i)),
@@ -664,7 +687,12 @@ impl Transport {
                     link: Link::In(conn),
                 });
             }
-            self.set_connected(ctx, peer, false, Disconnect::Goodbye);
+            // We are the one leaving: nobody died, nothing to tell.
+            if self.connected.contains(peer) {
+                self.connected.remove(peer);
+                self.went_down.insert(peer);
+                self.changed = true;
+            }
         }
         ctx.timers.stop(Timer::Connect);
         ctx.timers.stop(Timer::PendingHello);

@@ -1064,7 +1064,9 @@ impl World {
         let fencing: Vec<(usize, Vec<u8>)> = node
             .fencing_frames()
             .into_iter()
-            .filter_map(|(_, peer, frame)| Some((self.nodes_file.pnn_of(peer.ip())?.index(), frame)))
+            .filter_map(|(_, peer, frame)| {
+                Some((self.nodes_file.pnn_of(peer.ip())?.index(), frame))
+            })
             .collect();
         let s = &mut self.slots[i];
         s.fencing = fencing;
@@ -1122,7 +1124,14 @@ impl World {
                     // Its guardian sees the daemon's end of their socket close.
                     let life = self.slots[i].life;
                     let at = self.now + GUARDIAN_REACTION;
-                    self.push(at, Pending::Guardian { node: i, life, hang: false });
+                    self.push(
+                        at,
+                        Pending::Guardian {
+                            node: i,
+                            life,
+                            hang: false,
+                        },
+                    );
                 }
             }
             Kill::Host => {
@@ -1192,7 +1201,11 @@ impl World {
             let conn = (1 << 48) + self.guardian_conns;
             let at = self.now + self.cfg.net.default.latency;
             let life = self.slots[j].life;
-            let input = Input::Fenced { conn, from: i, bytes };
+            let input = Input::Fenced {
+                conn,
+                from: i,
+                bytes,
+            };
             self.push(at, Pending::Notice { to: j, life, input });
         }
     }
@@ -1213,7 +1226,14 @@ impl World {
                 .node
                 .as_ref()
                 .map_or(Duration::ZERO, |n| n.guardian_timeout());
-            self.push(self.now + wait, Pending::Guardian { node: i, life, hang: true });
+            self.push(
+                self.now + wait,
+                Pending::Guardian {
+                    node: i,
+                    life,
+                    hang: true,
+                },
+            );
         }
         self.observe(i);
     }
@@ -1367,9 +1387,15 @@ impl World {
         let now = self.now;
         if let Input::Fenced { conn, from, bytes } = &input {
             // The guardian's connection is accepted, then its one frame arrives.
-            let addr = self.nodes_file.address_of(Pnn(*from as u32)).expect("live node");
-            self.trace
-                .record(now, &N(i), format_args!("<- fencing notice from n{from}'s guardian"));
+            let addr = self
+                .nodes_file
+                .address_of(Pnn(*from as u32))
+                .expect("live node");
+            self.trace.record(
+                now,
+                &N(i),
+                format_args!("<- fencing notice from n{from}'s guardian"),
+            );
             for event in [
                 Event::Accepted {
                     conn: ConnId(*conn),
@@ -1631,7 +1657,8 @@ impl World {
                     let lifetime = Duration::from_secs(u64::from(lifetime_secs));
                     let until = self.hosting.add(i, addr, now, lifetime);
                     self.push(until, Pending::Lapse);
-                    self.trace.record(now, &"host", format_args!("n{i} + {addr}"));
+                    self.trace
+                        .record(now, &"host", format_args!("n{i} + {addr}"));
                     None
                 };
                 self.trace
@@ -1644,8 +1671,11 @@ impl World {
             }
             Action::ReleaseIp { addr, .. } => {
                 let had = self.hosting.release(i, addr);
-                self.trace
-                    .record(now, &N(i), format_args!("-> release {addr} (had it: {had})"));
+                self.trace.record(
+                    now,
+                    &N(i),
+                    format_args!("-> release {addr} (had it: {had})"),
+                );
                 feedback.push(Event::IpResult(crate::node::IpResult {
                     addr,
                     op: crate::wire::IpOp::Release,

@@ -183,10 +183,7 @@ impl WireIp {
         let mut a = [0u8; 16];
         a.copy_from_slice(&b[4..20]);
         let (addr, max) = match b[0] {
-            4 => (
-                IpAddr::V4(Ipv4Addr::new(a[0], a[1], a[2], a[3])),
-                32,
-            ),
+            4 => (IpAddr::V4(Ipv4Addr::new(a[0], a[1], a[2], a[3])), 32),
             6 => (IpAddr::V6(Ipv6Addr::from(a)), 128),
             _ => return None,
         };

@@ -39,7 +39,9 @@ fn samples() -> [Message; 6] {
             stamp: 1,
             echo: 0,
         }),
-        Message::RecoveryStart { members: members_0_2() },
+        Message::RecoveryStart {
+            members: members_0_2(),
+        },
         Message::RecoveryAck,
         Message::RecoveryCommit { vnnmap },
         Message::Reconfigured,
