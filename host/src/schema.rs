@@ -5,7 +5,7 @@
 //! daemon sent them. PNNs are numbers, `-1` where the core says [`Pnn::NONE`] ("none known");
 //! `flags` lists flag names, empty when the node is OK.
 
-use pharos_core::control::{Response, StatusReport};
+use pharos_core::control::{Response, ScriptLine, ScriptState, ScriptStatusReport, StatusReport};
 use pharos_core::Pnn;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -92,6 +92,81 @@ pub struct Pong {
     pub pnn: i64,
 }
 
+/// The answer to `scriptstatus [EVENT]`: the scripts of that event's last completed run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ScriptStatus {
+    /// The event (`monitor`, `takeip`, ...).
+    pub event: String,
+    /// Each script, in the order they ran.
+    pub scripts: Vec<ScriptEntry>,
+}
+
+/// One script in a [`ScriptStatus`]. Every field is always present (`null` where it does not
+/// apply), so that a consumer need not guess.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ScriptEntry {
+    /// Its name (`10.interface`).
+    pub name: String,
+    /// `OK`, `ERROR`, `TIMEDOUT`, `DISABLED`, `CANNOT RUN` or `NOT RUN` (an earlier script
+    /// failed).
+    pub status: String,
+    /// Its exit status, when it exited.
+    pub exit_code: Option<i32>,
+    /// The signal that ended it, when one did (and not at its timeout).
+    pub signal: Option<i32>,
+    /// Why it could not be started (`CANNOT RUN`).
+    pub reason: Option<String>,
+    /// When it started, in seconds since the Unix epoch (millisecond precision); `null` when
+    /// it did not start.
+    pub start_time: Option<f64>,
+    /// How long it ran, in seconds; `null` when it did not start.
+    pub duration: Option<f64>,
+    /// Its stdout and stderr, interleaved, as much as was kept.
+    pub output: String,
+    /// Bytes of output beyond what was kept.
+    pub output_dropped: u64,
+}
+
+impl From<&ScriptLine> for ScriptEntry {
+    fn from(l: &ScriptLine) -> Self {
+        let started = !matches!(
+            l.state,
+            ScriptState::Disabled | ScriptState::NotRun | ScriptState::CannotRun(_)
+        ) && l.start_ms != 0;
+        ScriptEntry {
+            name: l.name.clone(),
+            status: l.state.as_str().to_string(),
+            exit_code: match l.state {
+                ScriptState::Ok => Some(0),
+                ScriptState::Error(c) => Some(c),
+                _ => None,
+            },
+            signal: match l.state {
+                ScriptState::Signalled(s) => Some(s),
+                _ => None,
+            },
+            reason: match &l.state {
+                ScriptState::CannotRun(why) => Some(why.clone()),
+                _ => None,
+            },
+            // Milliseconds since 1970 are exact in an f64 for the next 285,000 years.
+            start_time: started.then_some(l.start_ms as f64 / 1000.0),
+            duration: started.then_some(l.duration.as_secs_f64()),
+            output: l.output.clone(),
+            output_dropped: l.output_dropped,
+        }
+    }
+}
+
+impl From<&ScriptStatusReport> for ScriptStatus {
+    fn from(r: &ScriptStatusReport) -> Self {
+        ScriptStatus {
+            event: r.event.to_string(),
+            scripts: r.scripts.iter().map(ScriptEntry::from).collect(),
+        }
+    }
+}
+
 /// A refused request.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -170,6 +245,7 @@ pub fn encode(response: &Response) -> String {
             pong: true,
             pnn: pnn_number(*p),
         }),
+        Response::ScriptStatus(r) => to_line(&ScriptStatus::from(r)),
         Response::Error(e) => to_line(&ErrorAnswer { error: e.clone() }),
     }
 }
