@@ -319,6 +319,52 @@ mod tests {
         );
     }
 
+    /// The scriptstatus shape, pinned: every field present, `null` where it does not apply.
+    #[test]
+    fn scriptstatus_json() {
+        use core::time::Duration;
+        let line = |name: &str, state, start_ms, ms| ScriptLine {
+            name: name.into(),
+            state,
+            start_ms,
+            duration: Duration::from_millis(ms),
+            output: String::new(),
+            output_dropped: 0,
+        };
+        let mut failed = line("20.b", ScriptState::Error(3), 1_763_914_690_123, 74);
+        failed.output = "bad\n".into();
+        failed.output_dropped = 7;
+        let report = ScriptStatusReport {
+            event: "monitor",
+            scripts: vec![
+                line("10.a", ScriptState::Ok, 1_763_914_690_004, 4),
+                line("15.off", ScriptState::Disabled, 0, 0),
+                failed,
+                line("30.c", ScriptState::NotRun, 0, 0),
+                line("40.d", ScriptState::CannotRun("why".into()), 0, 0),
+                line("50.e", ScriptState::Signalled(9), 1_000, 1500),
+                line("60.f", ScriptState::TimedOut, 2_000, 30_000),
+            ],
+        };
+        let json = encode(&Response::ScriptStatus(report.clone()));
+        let none = r#""exit_code":null,"signal":null,"reason":null,"start_time":null,"duration":null,"output":"","output_dropped":0"#;
+        assert_eq!(
+            json,
+            format!(
+                "{{\"event\":\"monitor\",\"scripts\":[\
+{{\"name\":\"10.a\",\"status\":\"OK\",\"exit_code\":0,\"signal\":null,\"reason\":null,\"start_time\":1763914690.004,\"duration\":0.004,\"output\":\"\",\"output_dropped\":0}},\
+{{\"name\":\"15.off\",\"status\":\"DISABLED\",{none}}},\
+{{\"name\":\"20.b\",\"status\":\"ERROR\",\"exit_code\":3,\"signal\":null,\"reason\":null,\"start_time\":1763914690.123,\"duration\":0.074,\"output\":\"bad\\n\",\"output_dropped\":7}},\
+{{\"name\":\"30.c\",\"status\":\"NOT RUN\",{none}}},\
+{{\"name\":\"40.d\",\"status\":\"CANNOT RUN\",\"exit_code\":null,\"signal\":null,\"reason\":\"why\",\"start_time\":null,\"duration\":null,\"output\":\"\",\"output_dropped\":0}},\
+{{\"name\":\"50.e\",\"status\":\"ERROR\",\"exit_code\":null,\"signal\":9,\"reason\":null,\"start_time\":1.0,\"duration\":1.5,\"output\":\"\",\"output_dropped\":0}},\
+{{\"name\":\"60.f\",\"status\":\"TIMEDOUT\",\"exit_code\":null,\"signal\":null,\"reason\":null,\"start_time\":2.0,\"duration\":30.0,\"output\":\"\",\"output_dropped\":0}}]}}"
+            )
+        );
+        let back: ScriptStatus = decode(&json).unwrap();
+        assert_eq!(back, ScriptStatus::from(&report));
+    }
+
     /// What the daemon writes, the CLI reads back as the same values.
     #[test]
     fn every_answer_reads_back() {

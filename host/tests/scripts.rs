@@ -576,3 +576,85 @@ fn a_missing_event_directory_is_an_error_not_a_panic() {
     r.runner.run(Event::Monitor, TIMEOUT);
     assert_eq!(r.next().outcome, Outcome::Ok);
 }
+
+/// The whole path of `pharos scriptstatus`: the runner's answer, encoded as the daemon
+/// writes it, read by the real `pharos` binary from a socket, printed like `ctdb
+/// scriptstatus` (and as JSON with `--json`).
+#[test]
+fn pharos_scriptstatus_prints_the_runners_answer() {
+    use std::io::{BufRead, BufReader, Write};
+    use std::os::unix::net::UnixListener;
+    let _g = serial();
+    let mut r = Rig::new("cli", |dir, _| {
+        write_script(dir, "00.ok.script", "exit 0", 0o755);
+        write_script(dir, "05.off.script", "exit 0", 0o644);
+        write_script(
+            dir,
+            "10.bad.script",
+            "echo 'port 445 is not responding'; exit 1",
+            0o755,
+        );
+        write_script(dir, "20.later.script", "exit 0", 0o755);
+    });
+    r.runner.run(Event::Monitor, TIMEOUT);
+    assert_eq!(r.next().outcome, Outcome::Failed("10.bad".into()));
+    let answer = pharos_host::schema::encode(&r.runner.script_status("monitor"));
+    let never = pharos_host::schema::encode(&r.runner.script_status("takeip"));
+
+    let sock = r.path("pharosd.sock");
+    let listener = UnixListener::bind(&sock).unwrap();
+    let server = std::thread::spawn(move || {
+        let mut requests = Vec::new();
+        for reply in [&answer, &answer, &never] {
+            let (mut c, _) = listener.accept().unwrap();
+            let mut line = String::new();
+            BufReader::new(&c).read_line(&mut line).unwrap();
+            requests.push(line);
+            c.write_all(format!("{reply}\n").as_bytes()).unwrap();
+        }
+        requests
+    });
+    let pharos = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_pharos"))
+            .arg("--socket")
+            .arg(&sock)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let text = pharos(&["scriptstatus"]);
+    assert_eq!(text.status.code(), Some(0));
+    let text = String::from_utf8(text.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 4, "{text}");
+    assert!(
+        lines[0].starts_with("00.ok                OK         0.0"),
+        "{text}"
+    );
+    assert_eq!(lines[1], "05.off               DISABLED  ");
+    assert!(
+        lines[2].starts_with("10.bad               ERROR      0.0"),
+        "{text}"
+    );
+    assert_eq!(lines[3], "  OUTPUT: port 445 is not responding");
+    let json = pharos(&["--json", "scriptstatus", "monitor"]);
+    let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(v["scripts"][2]["exit_code"], 1);
+    assert_eq!(v["scripts"][3]["status"], "NOT RUN");
+    let none = pharos(&["scriptstatus", "takeip"]);
+    assert_eq!(none.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&none.stderr),
+        "pharos: event takeip has never run\n"
+    );
+    let requests = server.join().unwrap();
+    assert_eq!(
+        requests,
+        [
+            "scriptstatus monitor\n",
+            "scriptstatus monitor\n",
+            "scriptstatus takeip\n"
+        ]
+    );
+    print!("{text}");
+}
