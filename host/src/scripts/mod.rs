@@ -100,7 +100,12 @@
 //! `monitor` by default) prints
 //! `00.ctdb              OK         0.004 Mon Nov 23 16:18:10 2026`, the output indented
 //! under a failing script, nothing for the scripts after it; `pharos scriptstatus` prints the
-//! same from [`EventRunner::script_status`] (rendering in `render::scriptstatus`).
+//! same from [`EventRunner::script_status`] (rendering in `render::scriptstatus`). **Differs
+//! from CTDB:** a script ended by a signal it was not sent by the runner is `ERROR` with
+//! `(ended by signal N)` (CTDB: `CANNOT RUN (Interrupted system call)`), and output beyond the
+//! limit is noted as `(N more bytes of output not kept)`. `ctdb scriptstatus` exits 0 whatever
+//! the scripts did; so does `pharos scriptstatus`, except for an event that has never run
+//! (an error, exit 1; ctdb prints `Event monitor has never run in legacy`).
 //!
 //! # Using it from a shell
 //!
