@@ -17,6 +17,7 @@ use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use core::fmt;
 use core::net::IpAddr;
+use core::time::Duration;
 
 /// Longest request line accepted, not counting its newline.
 pub const MAX_REQUEST_LEN: usize = 4096;
@@ -54,6 +55,40 @@ pub enum Request {
     MoveIp(IpAddr, Pnn),
     /// Re-read the public addresses file on every node.
     ReloadIps,
+    /// The last run of one event's scripts (`scriptstatus [EVENT]`, `monitor` when no event is
+    /// named, as `ctdb scriptstatus`). The node does not run scripts: a shell answers this
+    /// from its event runner and does not hand it to the node.
+    ScriptStatus(&'static str),
+}
+
+/// The events of CTDB's legacy event scripts, in CTDB's order (`ctdb_event_to_string`).
+pub const EVENT_NAMES: [&str; 12] = [
+    "init",
+    "setup",
+    "startup",
+    "startrecovery",
+    "recovered",
+    "takeip",
+    "releaseip",
+    "monitor",
+    "shutdown",
+    "updateip",
+    "ipreallocated",
+    "startipreallocate",
+];
+
+/// An event name as [`EVENT_NAMES`] spells it (case matters, as in CTDB).
+pub fn parse_event_name(word: &str) -> Result<&'static str, ControlError> {
+    EVENT_NAMES
+        .iter()
+        .find(|&&e| e == word)
+        .copied()
+        .ok_or_else(|| {
+            ControlError(format!(
+                "unknown event {word:?} (expected one of {})",
+                EVENT_NAMES.join(", ")
+            ))
+        })
 }
 
 /// `ctdb disable`, `enable`, `stop`, `continue`, `ban`, `unban`, applied to the node asked.
@@ -175,6 +210,12 @@ impl Request {
             ),
             ("moveip", _) => return Err(usage(cmd, "IP PNN")),
             ("reloadips", 0) => Request::ReloadIps,
+            ("scriptstatus", 0) => Request::ScriptStatus("monitor"),
+            ("scriptstatus", 1) => Request::ScriptStatus(
+                parse_event_name(args[0])
+                    .map_err(|e| ControlError(format!("scriptstatus: {e}")))?,
+            ),
+            ("scriptstatus", _) => return Err(usage(cmd, "[EVENT]")),
             (
                 "status" | "pnn" | "recmaster" | "leader" | "listvars" | "ping" | "disable"
                 | "enable" | "stop" | "continue" | "unban" | "reloadips",
@@ -208,6 +249,7 @@ impl Request {
             Request::IpInfo(a) => format!("ipinfo {a}"),
             Request::MoveIp(a, p) => format!("moveip {a} {p}"),
             Request::ReloadIps => "reloadips".to_string(),
+            Request::ScriptStatus(event) => format!("scriptstatus {event}"),
         };
         s.push('\n');
         s
@@ -287,8 +329,70 @@ pub enum Response {
     Ips(Pnn, Vec<IpStatus>),
     /// For `ipinfo`: the answering node and the address.
     IpInfo(Pnn, IpStatus),
+    /// For `scriptstatus`, from the shell's event runner.
+    ScriptStatus(ScriptStatusReport),
     /// The request failed.
     Error(String),
+}
+
+/// What `scriptstatus` reports: the scripts of the last completed run of one event.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScriptStatusReport {
+    /// The event, one of [`EVENT_NAMES`].
+    pub event: &'static str,
+    /// Every script of that run, in the order they ran (disabled ones included).
+    pub scripts: Vec<ScriptLine>,
+}
+
+/// One script's result in a [`ScriptStatusReport`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScriptLine {
+    /// Its name (`10.interface`; a `.script` suffix is not part of it).
+    pub name: String,
+    /// How it ended.
+    pub state: ScriptState,
+    /// When it started, in milliseconds since the Unix epoch (the shell's wall clock; 0 for
+    /// a script that did not start).
+    pub start_ms: u64,
+    /// How long it ran.
+    pub duration: Duration,
+    /// What it wrote to stdout and stderr (interleaved, as written), up to the shell's limit.
+    pub output: String,
+    /// Bytes of output beyond that limit, read and not kept.
+    pub output_dropped: u64,
+}
+
+/// How one script ended (CTDB's `ctdb event status` words in [`ScriptState::as_str`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ScriptState {
+    /// Exit status 0.
+    Ok,
+    /// A non-zero exit status.
+    Error(i32),
+    /// Ended by this signal, not sent by the runner.
+    Signalled(i32),
+    /// Still running when the event's time ran out; killed with its process group.
+    TimedOut,
+    /// Not executable: skipped.
+    Disabled,
+    /// Could not be started, and why.
+    CannotRun(String),
+    /// Not started because an earlier script of the run failed.
+    NotRun,
+}
+
+impl ScriptState {
+    /// `OK`, `ERROR`, `TIMEDOUT`, `DISABLED`, `CANNOT RUN` or `NOT RUN`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ScriptState::Ok => "OK",
+            ScriptState::Error(_) | ScriptState::Signalled(_) => "ERROR",
+            ScriptState::TimedOut => "TIMEDOUT",
+            ScriptState::Disabled => "DISABLED",
+            ScriptState::CannotRun(_) => "CANNOT RUN",
+            ScriptState::NotRun => "NOT RUN",
+        }
+    }
 }
 
 /// Answers the tunable requests against `tunables` (shared by every shell through `Node`).
@@ -349,6 +453,8 @@ mod tests {
             "setvar a",
             "nodestatus -1",
             "nodestatus 1 2",
+            "scriptstatus Monitor",
+            "scriptstatus monitor takeip",
         ] {
             assert!(Request::parse(bad).is_err(), "{bad:?}");
         }
@@ -359,6 +465,19 @@ mod tests {
             "nodestatus: invalid PNN \"4294967295\" (expected a node number from 0 to 255), or all"
         );
         assert!(Request::parse("nodestatus 256").is_err());
+        assert_eq!(
+            Request::parse("scriptstatus"),
+            Ok(Request::ScriptStatus("monitor"))
+        );
+        assert_eq!(
+            Request::parse("scriptstatus takeip"),
+            Ok(Request::ScriptStatus("takeip"))
+        );
+        let e = Request::parse("scriptstatus bogus").unwrap_err().0;
+        assert!(
+            e.starts_with("scriptstatus: unknown event \"bogus\" (expected one of init, "),
+            "{e}"
+        );
         assert_eq!(
             Request::parse("nodestatus 255"),
             Ok(Request::NodeStatus(Some(Pnn(255))))
@@ -393,6 +512,8 @@ mod tests {
             Request::Ping,
             Request::Admin(AdminCommand::Ban(5)),
             Request::Admin(AdminCommand::Continue),
+            Request::ScriptStatus("monitor"),
+            Request::ScriptStatus("startipreallocate"),
         ] {
             assert_eq!(Request::parse(&r.to_line()), Ok(r));
         }

@@ -8,7 +8,6 @@
 //! checked after every step.
 #![cfg(feature = "sim")]
 
-use core::net::IpAddr;
 use core::time::Duration;
 use pharos_core::config::Tunables;
 use pharos_core::control::RecoveryMode;
@@ -90,10 +89,6 @@ fn agreed(w: &World) -> Option<(Pnn, Generation)> {
 fn led(w: &World) -> bool {
     let a = acting(w);
     a.len() == 1 && agreed(w).is_some_and(|(rm, _)| rm == Pnn(a[0] as u32))
-}
-
-fn ip(s: &str) -> IpAddr {
-    s.parse().unwrap()
 }
 
 // ----- CTDB: clean stop and crash -----

@@ -6,7 +6,8 @@
 use crate::client::{self, DEFAULT_TIMELIMIT};
 use crate::render;
 use crate::schema::{
-    decode, Done, IpInfoAnswer, Ips, PnnAnswer, Pong, RecmasterAnswer, Status, Var, Vars,
+    decode, Done, IpInfoAnswer, Ips, PnnAnswer, Pong, RecmasterAnswer, ScriptStatus, Status, Var,
+    Vars,
 };
 use clap::{Parser, Subcommand};
 use pharos_core::control::Request;
@@ -99,6 +100,12 @@ enum Command {
     },
     /// Re-read the public addresses file on every node.
     Reloadips,
+    /// The last run of an event's scripts (default: monitor): status, duration, output.
+    Scriptstatus {
+        /// init, setup, startup, startrecovery, recovered, takeip, releaseip, monitor,
+        /// shutdown, updateip, ipreallocated or startipreallocate.
+        event: Option<String>,
+    },
     /// Run the public-IP allocator offline on a case file (no daemon needed) and print the
     /// allocation after every step.
     Ipalloc {
@@ -146,6 +153,8 @@ fn request_of(command: &Command) -> Result<Request, String> {
         Command::Ipinfo { ip } => format!("ipinfo {ip}"),
         Command::Moveip { ip, pnn } => format!("moveip {ip} {pnn}"),
         Command::Reloadips => "reloadips".to_string(),
+        Command::Scriptstatus { event: None } => "scriptstatus".to_string(),
+        Command::Scriptstatus { event: Some(e) } => format!("scriptstatus {e}"),
     };
     if line.contains('\n') {
         return Err("arguments cannot contain a newline".into());
@@ -207,6 +216,7 @@ fn execute(args: Args, out: &mut Outcome) -> Result<u8, String> {
         Command::Recmaster => format!("{}\n", decode::<RecmasterAnswer>(&answer)?.recmaster),
         Command::Listvars => render::listvars(&decode::<Vars>(&answer)?),
         Command::Getvar { .. } => render::getvar(&decode::<Var>(&answer)?),
+        Command::Scriptstatus { .. } => render::scriptstatus(&decode::<ScriptStatus>(&answer)?),
         Command::Setvar { .. }
         | Command::Disable
         | Command::Enable
@@ -305,6 +315,12 @@ mod tests {
         assert!(o.stderr.contains("unknown tunable"), "{}", o.stderr);
         let o = pharos(&["ban", "0"]);
         assert!(o.stderr.contains("invalid ban time"), "{}", o.stderr);
+        let o = pharos(&["scriptstatus", "Monitor"]);
+        assert!(
+            o.stderr.contains("unknown event \"Monitor\""),
+            "{}",
+            o.stderr
+        );
         let o = pharos(&["getvar", "a\nstatus"]);
         assert!(o.stderr.contains("newline"), "{}", o.stderr);
         let o = pharos(&["--timelimit", "0", "ping"]);

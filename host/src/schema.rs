@@ -5,7 +5,9 @@
 //! daemon sent them. PNNs are numbers, `-1` where the core says [`Pnn::NONE`] ("none known");
 //! `flags` lists flag names, empty when the node is OK.
 
-use pharos_core::control::{IpStatus, Response, StatusReport};
+use pharos_core::control::{
+    IpStatus, Response, ScriptLine, ScriptState, ScriptStatusReport, StatusReport,
+};
 use pharos_core::Pnn;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -138,6 +140,81 @@ impl From<&IpStatus> for IpLine {
     }
 }
 
+/// The answer to `scriptstatus [EVENT]`: the scripts of that event's last completed run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ScriptStatus {
+    /// The event (`monitor`, `takeip`, ...).
+    pub event: String,
+    /// Each script, in the order they ran.
+    pub scripts: Vec<ScriptEntry>,
+}
+
+/// One script in a [`ScriptStatus`]. Every field is always present (`null` where it does not
+/// apply), so that a consumer need not guess.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ScriptEntry {
+    /// Its name (`10.interface`).
+    pub name: String,
+    /// `OK`, `ERROR`, `TIMEDOUT`, `DISABLED`, `CANNOT RUN` or `NOT RUN` (an earlier script
+    /// failed).
+    pub status: String,
+    /// Its exit status, when it exited.
+    pub exit_code: Option<i32>,
+    /// The signal that ended it, when one did (and not at its timeout).
+    pub signal: Option<i32>,
+    /// Why it could not be started (`CANNOT RUN`).
+    pub reason: Option<String>,
+    /// When it started, in seconds since the Unix epoch (millisecond precision); `null` when
+    /// it did not start.
+    pub start_time: Option<f64>,
+    /// How long it ran, in seconds; `null` when it did not start.
+    pub duration: Option<f64>,
+    /// Its stdout and stderr, interleaved, as much as was kept.
+    pub output: String,
+    /// Bytes of output beyond what was kept.
+    pub output_dropped: u64,
+}
+
+impl From<&ScriptLine> for ScriptEntry {
+    fn from(l: &ScriptLine) -> Self {
+        let started = !matches!(
+            l.state,
+            ScriptState::Disabled | ScriptState::NotRun | ScriptState::CannotRun(_)
+        ) && l.start_ms != 0;
+        ScriptEntry {
+            name: l.name.clone(),
+            status: l.state.as_str().to_string(),
+            exit_code: match l.state {
+                ScriptState::Ok => Some(0),
+                ScriptState::Error(c) => Some(c),
+                _ => None,
+            },
+            signal: match l.state {
+                ScriptState::Signalled(s) => Some(s),
+                _ => None,
+            },
+            reason: match &l.state {
+                ScriptState::CannotRun(why) => Some(why.clone()),
+                _ => None,
+            },
+            // Milliseconds since 1970 are exact in an f64 for the next 285,000 years.
+            start_time: started.then_some(l.start_ms as f64 / 1000.0),
+            duration: started.then_some(l.duration.as_secs_f64()),
+            output: l.output.clone(),
+            output_dropped: l.output_dropped,
+        }
+    }
+}
+
+impl From<&ScriptStatusReport> for ScriptStatus {
+    fn from(r: &ScriptStatusReport) -> Self {
+        ScriptStatus {
+            event: r.event.to_string(),
+            scripts: r.scripts.iter().map(ScriptEntry::from).collect(),
+        }
+    }
+}
+
 /// A refused request.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -224,6 +301,7 @@ pub fn encode(response: &Response) -> String {
             pnn: pnn_number(*pnn),
             ip: IpLine::from(ip),
         }),
+        Response::ScriptStatus(r) => to_line(&ScriptStatus::from(r)),
         Response::Error(e) => to_line(&ErrorAnswer { error: e.clone() }),
     }
 }
@@ -295,6 +373,52 @@ mod tests {
             encode(&Response::Var("KeepaliveLimit", "3".into())),
             "{\"name\":\"KeepaliveLimit\",\"value\":\"3\"}"
         );
+    }
+
+    /// The scriptstatus shape, pinned: every field present, `null` where it does not apply.
+    #[test]
+    fn scriptstatus_json() {
+        use core::time::Duration;
+        let line = |name: &str, state, start_ms, ms| ScriptLine {
+            name: name.into(),
+            state,
+            start_ms,
+            duration: Duration::from_millis(ms),
+            output: String::new(),
+            output_dropped: 0,
+        };
+        let mut failed = line("20.b", ScriptState::Error(3), 1_763_914_690_123, 74);
+        failed.output = "bad\n".into();
+        failed.output_dropped = 7;
+        let report = ScriptStatusReport {
+            event: "monitor",
+            scripts: vec![
+                line("10.a", ScriptState::Ok, 1_763_914_690_004, 4),
+                line("15.off", ScriptState::Disabled, 0, 0),
+                failed,
+                line("30.c", ScriptState::NotRun, 0, 0),
+                line("40.d", ScriptState::CannotRun("why".into()), 0, 0),
+                line("50.e", ScriptState::Signalled(9), 1_000, 1500),
+                line("60.f", ScriptState::TimedOut, 2_000, 30_000),
+            ],
+        };
+        let json = encode(&Response::ScriptStatus(report.clone()));
+        let none = r#""exit_code":null,"signal":null,"reason":null,"start_time":null,"duration":null,"output":"","output_dropped":0"#;
+        assert_eq!(
+            json,
+            format!(
+                "{{\"event\":\"monitor\",\"scripts\":[\
+{{\"name\":\"10.a\",\"status\":\"OK\",\"exit_code\":0,\"signal\":null,\"reason\":null,\"start_time\":1763914690.004,\"duration\":0.004,\"output\":\"\",\"output_dropped\":0}},\
+{{\"name\":\"15.off\",\"status\":\"DISABLED\",{none}}},\
+{{\"name\":\"20.b\",\"status\":\"ERROR\",\"exit_code\":3,\"signal\":null,\"reason\":null,\"start_time\":1763914690.123,\"duration\":0.074,\"output\":\"bad\\n\",\"output_dropped\":7}},\
+{{\"name\":\"30.c\",\"status\":\"NOT RUN\",{none}}},\
+{{\"name\":\"40.d\",\"status\":\"CANNOT RUN\",\"exit_code\":null,\"signal\":null,\"reason\":\"why\",\"start_time\":null,\"duration\":null,\"output\":\"\",\"output_dropped\":0}},\
+{{\"name\":\"50.e\",\"status\":\"ERROR\",\"exit_code\":null,\"signal\":9,\"reason\":null,\"start_time\":1.0,\"duration\":1.5,\"output\":\"\",\"output_dropped\":0}},\
+{{\"name\":\"60.f\",\"status\":\"TIMEDOUT\",\"exit_code\":null,\"signal\":null,\"reason\":null,\"start_time\":2.0,\"duration\":30.0,\"output\":\"\",\"output_dropped\":0}}]}}"
+            )
+        );
+        let back: ScriptStatus = decode(&json).unwrap();
+        assert_eq!(back, ScriptStatus::from(&report));
     }
 
     /// What the daemon writes, the CLI reads back as the same values.

@@ -1072,6 +1072,11 @@ impl Node {
             Request::ListVars | Request::GetVar(_) | Request::SetVar(..) => {
                 Response::Error(format!("{request:?} not handled"))
             }
+            // Scripts are the shell's: it answers from its event runner before the node sees
+            // the request. One that gets here came from a shell without a runner.
+            Request::ScriptStatus(_) => {
+                Response::Error("scriptstatus: this daemon runs no event scripts".into())
+            }
         }
     }
 }
