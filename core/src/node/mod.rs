@@ -1085,4 +1085,7 @@ impl Node {
 mod tests;
 
 #[cfg(test)]
+mod takeover_tests;
+
+#[cfg(test)]
 mod election_tests;

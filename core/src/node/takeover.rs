@@ -537,6 +537,12 @@ impl Takeover {
         self.run.is_some()
     }
 
+    /// Whether a run is wanted and not started yet (tests wait for this to settle).
+    #[cfg(test)]
+    pub fn wanted(&self) -> bool {
+        self.need_run
+    }
+
     /// A run that ended since the last call, to be announced: (moved, failed).
     pub fn take_finished(&mut self) -> Option<(u32, u32)> {
         self.finished.take()
