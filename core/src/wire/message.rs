@@ -182,6 +182,11 @@ impl WireIp {
         let b = p.get(at..at + Self::BYTES)?;
         let mut a = [0u8; 16];
         a.copy_from_slice(&b[4..20]);
+        // One encoding per address: the reserved bytes and an IPv4 address's unused twelve
+        // are zero, so a frame re-encodes to the bytes it came in.
+        if b[2..4] != [0, 0] || (b[0] == 4 && a[4..].iter().any(|&x| x != 0)) {
+            return None;
+        }
         let (addr, max) = match b[0] {
             4 => (IpAddr::V4(Ipv4Addr::new(a[0], a[1], a[2], a[3])), 32),
             6 => (IpAddr::V6(Ipv6Addr::from(a)), 128),

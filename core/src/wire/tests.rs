@@ -2,6 +2,7 @@ use super::*;
 use crate::rng::Rng;
 use crate::types::RecoveryMode;
 use crate::types::{NodeFlags, NodeSet};
+use core::net::{IpAddr, Ipv4Addr};
 
 fn header(op: Op) -> Header {
     Header {
@@ -131,6 +132,33 @@ fn clear_errors() {
     let mut w = v.clone();
     w.push(0);
     assert_eq!(decode(&w), Err(WireError::LengthMismatch));
+}
+
+/// An address has one encoding: non-zero reserved bytes, or bytes past an IPv4 address, are
+/// refused (found by the frame_decode fuzz target: such a frame re-encoded to other bytes).
+#[test]
+fn address_padding_is_refused() {
+    let ip = WireIp {
+        addr: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 7)),
+        prefix: 24,
+    };
+    let mut v = Vec::new();
+    encode(&header(Op::TakeIp), &Message::TakeIp { ip }, &mut v);
+    assert_eq!(decode(&v), Ok((header(Op::TakeIp), Message::TakeIp { ip })));
+    for at in [
+        HEADER_LEN + 2,
+        HEADER_LEN + 3,
+        HEADER_LEN + 8,
+        HEADER_LEN + 19,
+    ] {
+        let mut w = v.clone();
+        w[at] = 7;
+        assert_eq!(
+            decode(&w),
+            Err(WireError::BadPayload(Op::TakeIp)),
+            "byte {at}"
+        );
+    }
 }
 
 /// Random and truncated inputs: never a panic, always a definite answer.
