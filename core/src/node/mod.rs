@@ -387,7 +387,10 @@ impl Node {
                 }
             }
             Message::IpReallocated { .. } => {
-                if from_master {
+                // Any generation: a node outside the vnnmap (stopped, banned, disabled while
+                // out) keeps its old generation but must still know who hosts what. The
+                // master's frames arrive in order, so the last one is its latest word.
+                if peer == recmaster {
                     self.takeover.set_allocation(wire::entries(frame, &message));
                     self.check_allocation();
                 }

@@ -541,13 +541,11 @@ fn the_take_target_disabled_mid_run_gets_nothing() {
 }
 
 #[test]
-#[ignore = "an excluded node ignores IpReallocated (stale `ip`)"]
 fn the_take_target_banned_mid_run_gets_nothing() {
     target_flag_changes_mid_run("ban 60");
 }
 
 #[test]
-#[ignore = "an excluded node ignores IpReallocated (stale `ip`)"]
 fn the_take_target_stopped_mid_run_gets_nothing() {
     target_flag_changes_mid_run("stop");
 }
@@ -607,19 +605,16 @@ fn disable_and_enable_move_addresses_away_and_back() {
 }
 
 #[test]
-#[ignore = "an excluded node ignores IpReallocated (stale `ip`)"]
 fn stop_and_continue_move_addresses_away_and_back() {
     away_and_back("stop", "continue", false);
 }
 
 #[test]
-#[ignore = "an excluded node ignores IpReallocated (stale `ip`)"]
 fn ban_and_unban_move_addresses_away_and_back() {
     away_and_back("ban 60", "unban", false);
 }
 
 #[test]
-#[ignore = "an excluded node ignores IpReallocated (stale `ip`)"]
 fn with_no_ip_failback_enable_continue_and_unban_leave_addresses_where_they_are() {
     away_and_back("disable", "enable", true);
     away_and_back("stop", "continue", true);
