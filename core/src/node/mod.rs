@@ -704,6 +704,7 @@ impl Node {
         };
         self.health.set_echo_set(echo);
         if acting && self.recoveries.mode() == RecoveryMode::Normal {
+            self.takeover.watch_flags(&self.ctx, &self.members);
             let was_running = self.takeover.running();
             self.takeover
                 .maybe_run(&mut self.ctx, &self.members, self.recoveries.vnnmap());
