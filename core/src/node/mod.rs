@@ -686,6 +686,9 @@ impl Node {
     /// The end of every event: a committed recovery's takeover run, the takeover run's
     /// progress, our list and our view to the peers if they changed.
     fn finish_event(&mut self) {
+        for d in core::mem::take(&mut self.hosting.answers) {
+            self.deliver(Some(d));
+        }
         let acting = self.is_acting_recmaster();
         if let Some((vnnmap, reachable)) = self.recoveries.take_committed() {
             if acting {
