@@ -340,6 +340,15 @@ impl Takeover {
                     }
                 }
             }
+            // A `moveip` pin is an input of the allocation, not an override after it: the
+            // allocator sees the address already on its node, and balances the others
+            // around it.
+            if let Some(&(_, pin)) = self.pins.iter().find(|(a, _)| a.addr == ip.addr) {
+                if input.available_on.contains(&pin) {
+                    input.available_on = alloc::vec![pin];
+                    input.current = Some(pin);
+                }
+            }
             inputs.push(input);
             holders.push(held);
         }

@@ -310,7 +310,6 @@ fn next_generation_at(lab: &Lab, since: Instant) -> Instant {
 }
 
 #[test]
-#[ignore = "thawed node does not get its share back (under investigation)"]
 fn a_releaser_that_goes_silent_is_waited_out_until_its_lease_is_over() {
     let mut lab = settled_lab3(tunables());
     let held = lab.kernel(1);
@@ -422,7 +421,6 @@ fn a_holder_that_never_answers_is_given_up_after_takeover_timeout() {
 // --- A node dying mid-run ---
 
 #[test]
-#[ignore = "a moveip pin is applied after the allocation: unbalanced"]
 fn the_releasing_node_dies_mid_run() {
     let mut lab = settled_lab3(tunables());
     let held = lab.kernel(1);
