@@ -971,12 +971,13 @@ impl Node {
         if self.ctx.nodes.address_of(pnn).is_none() {
             return Response::Error(format!("node {pnn} does not exist"));
         }
-        if !self.takeover.can_host(pnn, ip) {
-            return Response::Error(format!("node {pnn} cannot host {addr}"));
-        }
+        // Before the lists: without a recovery master this node may not have heard `pnn`'s.
         let r = self.election.recmaster();
         if r == Pnn::NONE {
             return Response::Error("no recovery master: try again later".into());
+        }
+        if !self.takeover.can_host(pnn, ip) {
+            return Response::Error(format!("node {pnn} cannot host {addr}"));
         }
         if r == self.ctx.me.pnn {
             if let Err(e) = self.move_ip(ip, pnn) {
