@@ -119,6 +119,11 @@ impl NodeFlags {
         NodeFlags(self.0 | other.0)
     }
 
+    /// The flags set in both `self` and `other`.
+    pub const fn intersection(self, other: NodeFlags) -> Self {
+        NodeFlags(self.0 & other.0)
+    }
+
     /// Whether no flag is set.
     pub const fn is_empty(self) -> bool {
         self.0 == 0

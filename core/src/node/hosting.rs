@@ -51,6 +51,9 @@ pub(super) struct Hosting {
     pub list_changed: bool,
     /// The lease ran out, or hosting is not allowed: takes are refused.
     allowed: bool,
+    /// Answers owed to whoever asked for a change that was cut short by everything going at
+    /// once, for the dispatcher to deliver (a run must not wait for them until its timeout).
+    pub answers: Vec<Done>,
 }
 
 /// How long a hosting lease lasts after the stamp a majority echoed: long enough to be
@@ -74,6 +77,7 @@ impl Hosting {
             addrs: Vec::new(),
             list_changed: true,
             allowed: false,
+            answers: Vec::new(),
         };
         h.set_list(list);
         h
@@ -158,8 +162,9 @@ impl Hosting {
         self.allowed = allowed;
     }
 
-    /// Releases everything at once (no answers to anyone: the lease or quorum is gone, or the
-    /// node stops).
+    /// Releases everything at once (the lease or quorum is gone, the node may no longer host,
+    /// or it stops). A take or release under way is answered now (in [`Hosting::answers`]):
+    /// the address is gone, so a release is done and a take failed.
     pub fn release_all(&mut self, ctx: &mut Ctx, why: &str) {
         if self.hosts_any() {
             log::warn!("node {}: releasing every public address: {why}", ctx.me.pnn);
@@ -167,9 +172,22 @@ impl Hosting {
         ctx.act(Action::ReleaseAllIps);
         for a in &mut self.addrs {
             if a.state != HostState::Free {
+                if let Some((to, generation)) = a.asked_by.take() {
+                    let op = if a.state == HostState::Releasing {
+                        IpOp::Release
+                    } else {
+                        IpOp::Take
+                    };
+                    self.answers.push(Done {
+                        to,
+                        generation,
+                        ip: a.ip,
+                        op,
+                        ok: op == IpOp::Release,
+                    });
+                }
                 a.state = HostState::Free;
                 a.on = None;
-                a.asked_by = None;
                 self.list_changed = true;
             }
         }

@@ -387,7 +387,10 @@ impl Node {
                 }
             }
             Message::IpReallocated { .. } => {
-                if from_master {
+                // Any generation: a node outside the vnnmap (stopped, banned, disabled while
+                // out) keeps its old generation but must still know who hosts what. The
+                // master's frames arrive in order, so the last one is its latest word.
+                if peer == recmaster {
                     self.takeover.set_allocation(wire::entries(frame, &message));
                     self.check_allocation();
                 }
@@ -683,6 +686,9 @@ impl Node {
     /// The end of every event: a committed recovery's takeover run, the takeover run's
     /// progress, our list and our view to the peers if they changed.
     fn finish_event(&mut self) {
+        for d in core::mem::take(&mut self.hosting.answers) {
+            self.deliver(Some(d));
+        }
         let acting = self.is_acting_recmaster();
         if let Some((vnnmap, reachable)) = self.recoveries.take_committed() {
             if acting {
@@ -701,6 +707,7 @@ impl Node {
         };
         self.health.set_echo_set(echo);
         if acting && self.recoveries.mode() == RecoveryMode::Normal {
+            self.takeover.watch_flags(&self.ctx, &self.members);
             let was_running = self.takeover.running();
             self.takeover
                 .maybe_run(&mut self.ctx, &self.members, self.recoveries.vnnmap());
@@ -964,12 +971,13 @@ impl Node {
         if self.ctx.nodes.address_of(pnn).is_none() {
             return Response::Error(format!("node {pnn} does not exist"));
         }
-        if !self.takeover.can_host(pnn, ip) {
-            return Response::Error(format!("node {pnn} cannot host {addr}"));
-        }
+        // Before the lists: without a recovery master this node may not have heard `pnn`'s.
         let r = self.election.recmaster();
         if r == Pnn::NONE {
             return Response::Error("no recovery master: try again later".into());
+        }
+        if !self.takeover.can_host(pnn, ip) {
+            return Response::Error(format!("node {pnn} cannot host {addr}"));
         }
         if r == self.ctx.me.pnn {
             if let Err(e) = self.move_ip(ip, pnn) {
@@ -1083,6 +1091,9 @@ impl Node {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod takeover_tests;
 
 #[cfg(test)]
 mod election_tests;

@@ -86,6 +86,12 @@ pub(super) struct Takeover {
     pub local: Vec<Local>,
     /// Runs in a row that left something undone (their retry backs off).
     failed_runs: u32,
+    /// Something new asked for a run while one was under way: if that run fails, the next
+    /// one is for the new cause and starts at once, not after the failure backoff.
+    news_during_run: bool,
+    /// The flags that decide hosting (disabled, unhealthy...) of every node, as the last
+    /// plan saw them: a change asks for a run.
+    hosting_flags: Vec<NodeFlags>,
     /// A run ended and its allocation is still to be announced: (moved, failed).
     finished: Option<(u32, u32)>,
 }
@@ -104,6 +110,8 @@ impl Takeover {
             pins: Vec::new(),
             local: Vec::new(),
             failed_runs: 0,
+            news_during_run: false,
+            hosting_flags: alloc::vec![NodeFlags::empty(); n],
             finished: None,
         }
     }
@@ -150,7 +158,7 @@ impl Takeover {
             self.fenced.remove(pnn);
         }
         *v = new;
-        self.need_run = true;
+        self.want_run();
         true
     }
 
@@ -168,7 +176,7 @@ impl Takeover {
                 e.value &= !IP_HELD;
             }
         }
-        self.need_run = true;
+        self.want_run();
     }
 
     /// A recovery master announced an allocation.
@@ -180,13 +188,34 @@ impl Takeover {
     /// Something changed that may change the allocation.
     pub fn want_run(&mut self) {
         self.need_run = true;
+        if self.run.is_some() {
+            self.news_during_run = true;
+        }
+    }
+
+    /// Asks for a run if a node's hosting flags (disabled, stopped, banned, unhealthy...)
+    /// changed since the last look: enabling a node gives it its share back even though no
+    /// recovery happens (a disabled node stays in the vnnmap).
+    pub fn watch_flags(&mut self, ctx: &Ctx, members: &Members) {
+        let relevant = NO_HOSTING.union(NodeFlags::UNHEALTHY);
+        let mut changed = false;
+        for (i, f) in self.hosting_flags.iter_mut().enumerate() {
+            let now = members.flags_of(ctx, Pnn(i as u32)).intersection(relevant);
+            if *f != now {
+                *f = now;
+                changed = true;
+            }
+        }
+        if changed {
+            self.want_run();
+        }
     }
 
     /// `pharos moveip`: `ip` goes to `pnn` and stays there while it can host it.
     pub fn pin(&mut self, ip: WireIp, pnn: Pnn) {
         self.pins.retain(|(a, _)| a.addr != ip.addr);
         self.pins.push((ip, pnn));
-        self.need_run = true;
+        self.want_run();
     }
 
     /// A recovery we run committed `vnnmap`. Nodes outside it that were out of reach when it
@@ -247,6 +276,7 @@ impl Takeover {
             return;
         }
         self.need_run = false;
+        self.news_during_run = false;
         ctx.stats.takeover_runs += 1;
         let steps = self.plan(ctx, members, vnnmap);
         log::info!(
@@ -308,6 +338,15 @@ impl Takeover {
                     if reachable(p) && input.current.is_none() {
                         input.current = Some(p);
                     }
+                }
+            }
+            // A `moveip` pin is an input of the allocation, not an override after it: the
+            // allocator sees the address already on its node, and balances the others
+            // around it.
+            if let Some(&(_, pin)) = self.pins.iter().find(|(a, _)| a.addr == ip.addr) {
+                if input.available_on.contains(&pin) {
+                    input.available_on = alloc::vec![pin];
+                    input.current = Some(pin);
                 }
             }
             inputs.push(input);
@@ -503,7 +542,11 @@ impl Takeover {
             })
             .collect();
         self.allocation.sort();
-        if failed > 0 {
+        if failed > 0 && core::mem::take(&mut self.news_during_run) {
+            // It failed on what changed under it (a target disabled, a holder gone): the
+            // next run plans with the news, now.
+            self.run_at = ctx.now;
+        } else if failed > 0 {
             // Try again soon, backing off while failures repeat.
             self.failed_runs = self.failed_runs.saturating_add(1);
             let backoff = ctx.tunables.recover_interval * self.failed_runs.min(8);
@@ -535,6 +578,12 @@ impl Takeover {
     /// Whether a run is under way.
     pub fn running(&self) -> bool {
         self.run.is_some()
+    }
+
+    /// Whether a run is wanted and not started yet (tests wait for this to settle).
+    #[cfg(test)]
+    pub fn wanted(&self) -> bool {
+        self.need_run
     }
 
     /// A run that ended since the last call, to be announced: (moved, failed).
