@@ -80,6 +80,10 @@ pub(super) struct Takeover {
     excluded_at: Vec<Option<Instant>>,
     /// Nodes known to host nothing: their guardian fenced them, or they said goodbye.
     fenced: NodeSet,
+    /// Takes asked of other nodes and not answered: from the moment a TakeIp is sent, its
+    /// kernel may have the address (the node can freeze or die between the add and its
+    /// answer), so until it answers (or is fenced) it counts as a holder.
+    unanswered: Vec<(WireIp, Pnn)>,
     /// `moveip` pins: the address stays on that node while it can host it.
     pins: Vec<(WireIp, Pnn)>,
     /// Local steps for the dispatcher to hand to the hosting layer.
@@ -107,6 +111,7 @@ impl Takeover {
             run: None,
             excluded_at: alloc::vec![None; n],
             fenced: NodeSet::new(),
+            unanswered: Vec::new(),
             pins: Vec::new(),
             local: Vec::new(),
             failed_runs: 0,
@@ -171,6 +176,7 @@ impl Takeover {
     /// `pnn` hosts nothing any more (its guardian fenced it, or it said goodbye).
     pub fn node_fenced(&mut self, pnn: Pnn) {
         self.fenced.insert(pnn);
+        self.unanswered.retain(|&(_, p)| p != pnn);
         if let Some(v) = self.views.get_mut(pnn.index()) {
             for e in v.iter_mut() {
                 e.value &= !IP_HELD;
@@ -333,7 +339,11 @@ impl Takeover {
                 if e.value & IP_AVAILABLE != 0 && may_host(p) {
                     input.available_on.push(p);
                 }
-                if e.value & IP_HELD != 0 {
+                let asked = self
+                    .unanswered
+                    .iter()
+                    .any(|&(a, q)| q == p && a.addr == ip.addr);
+                if e.value & IP_HELD != 0 || asked {
                     held.insert(p);
                     if reachable(p) && input.current.is_none() {
                         input.current = Some(p);
@@ -436,6 +446,13 @@ impl Takeover {
                             s.phase = Phase::Take;
                         }
                         Some(t) if members.is_connected(t) => {
+                            if !self
+                                .unanswered
+                                .iter()
+                                .any(|&(a, p)| p == t && a.addr == s.ip.addr)
+                            {
+                                self.unanswered.push((s.ip, t));
+                            }
                             ctx.send(t, Message::TakeIp { ip: s.ip });
                             s.phase = Phase::Take;
                         }
@@ -472,6 +489,9 @@ impl Takeover {
         op: IpOp,
         ok: bool,
     ) {
+        // Answered: from now on `from`'s list and answers say whether it holds `ip`.
+        self.unanswered
+            .retain(|&(a, p)| !(p == from && a.addr == ip.addr));
         // The answer is news about `from`'s host, whether or not a run still waits for it:
         // its next list may be on its way behind the answer, and the next plan must not miss
         // an address it just took.

@@ -491,6 +491,38 @@ fn the_take_target_dies_mid_run() {
 }
 
 #[test]
+fn a_take_target_that_freezes_before_it_answers_is_waited_out() {
+    let mut lab = settled_lab3(tunables());
+    let a = one_of(&lab, 1);
+    // Node 2's kernel adds the address, then node 2 freezes before it can say so: the
+    // recovery master never hears the take's answer, and must count the address as possibly
+    // on node 2 (the lab panics if it ever is on two hosts).
+    lab.set_mode(2, IpMode::FreezeOnTake);
+    done(lab.control(0, &format!("moveip {a} 2")));
+    settle(&mut lab, "node 2 froze", 100 * MS, |l| l.is_frozen(2));
+    let frozen_at = lab.now();
+    assert_eq!(lab.holders(a), [2]);
+    settle(&mut lab, "the address left node 2", 4000 * MS, |l| {
+        holder(l, a).is_some_and(|h| h != 2)
+    });
+    let excluded = next_generation_at(&lab, frozen_at);
+    let taken = first_take(&lab, frozen_at, a, 2).unwrap();
+    assert!(
+        taken >= excluded + EXPIRY_WAIT,
+        "{a} taken {:?} after node 2 left, before its lease was over\n{}",
+        taken - excluded,
+        lab.tail(40)
+    );
+    // Thawed (its late answer is for a take long overtaken), the cluster settles again: every
+    // address once (the moveip pin puts the address back on node 2).
+    lab.thaw(2);
+    lab.set_mode(2, IpMode::Instant);
+    settle(&mut lab, "node 2 back", 5000 * MS, |l| {
+        (0..ADDRS).all(|k| holder(l, addr(k)).is_some()) && holder(l, a) == Some(2) && quiet(l)
+    });
+}
+
+#[test]
 fn the_recovery_master_dies_mid_run() {
     let mut lab = settled_lab3(tunables());
     let a = one_of(&lab, 1);

@@ -38,6 +38,9 @@ pub enum IpMode {
     /// Takes at once; on a release the daemon freezes before doing anything (it goes silent with
     /// the address still configured).
     FreezeOnRelease,
+    /// On a take the kernel adds the address at once, and the daemon freezes before it reads
+    /// the kernel's answer (it answers the recovery master only once thawed).
+    FreezeOnTake,
 }
 
 /// Something that happened, with its time, for the tests' assertions.
@@ -76,6 +79,8 @@ enum Input {
     ClosedOut(Pnn, u64),
     /// A delayed take or release is done now.
     HostOp(IpOp, IpAddr, u8, Option<(u32, Instant)>),
+    /// The kernel's answer to a take or release done earlier reaches the daemon.
+    Answer(IpResult),
 }
 
 #[derive(Debug)]
@@ -353,10 +358,16 @@ impl Host for HostOf<'_> {
                         w.push(at, me, Input::HostOp(IpOp::Take, addr, prefix, take));
                     }
                     IpMode::Stuck => {}
+                    IpMode::FreezeOnTake => {
+                        let r = w.host_op(me, IpOp::Take, addr, take);
+                        let now = w.now;
+                        w.push(now, me, Input::Answer(r));
+                        w.freeze_now.push(me);
+                    }
                 }
             }
             Action::ReleaseIp { addr, prefix, .. } => match w.modes[me] {
-                IpMode::Instant => {
+                IpMode::Instant | IpMode::FreezeOnTake => {
                     let r = w.host_op(me, IpOp::Release, addr, None);
                     feedback.push(Event::IpResult(r));
                 }
@@ -760,6 +771,7 @@ impl Lab {
                 let r = self.world.host_op(to, op, addr, take);
                 self.drive(to, Event::IpResult(r));
             }
+            Input::Answer(r) => self.drive(to, Event::IpResult(r)),
         }
     }
 
