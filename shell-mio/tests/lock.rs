@@ -68,20 +68,18 @@ fn a_deleted_lock_file_is_reported_lost_and_a_new_holder_follows() {
 
     std::fs::remove_file(&lock).unwrap();
     let removed = Instant::now();
+    // The holder reports the lock lost and gives it up (holds_lock false); the next election
+    // may follow within milliseconds (the lock is free), so the log is the reliable witness.
     let noticed = wait_for(Duration::from_secs(5), || {
-        holds_lock(&c, holder) == Some(false)
+        c.log(holder).contains("cluster lock lost: ")
+            && c.log(holder).contains("gave up the cluster lock")
     });
     assert!(
         noticed.is_some(),
-        "the holder still says it holds the lock\n{}",
+        "the holder never reported the lock lost\n{}",
         c.logs()
     );
-    eprintln!("holds_lock false {:?} after rm", removed.elapsed());
-    assert!(
-        c.log(holder).contains("cluster lock lost: "),
-        "no log line\n{}",
-        c.log(holder)
-    );
+    eprintln!("lock reported lost {:?} after rm", removed.elapsed());
 
     // A recmaster takes the lock again, on the new file at that path, and it is the only one.
     let again = wait_for(Duration::from_secs(10), || {
