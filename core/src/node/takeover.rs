@@ -322,7 +322,7 @@ impl Takeover {
                     .intersects(NO_HOSTING.union(NodeFlags::UNHEALTHY))
         };
         let mut inputs: Vec<AddressInput> = Vec::new();
-        let mut holders: Vec<NodeSet> = Vec::new();
+        let mut holders: Vec<(NodeSet, NodeSet)> = Vec::new();
         for ip in self.known() {
             let mut input = AddressInput {
                 addr: ip.addr,
@@ -330,7 +330,9 @@ impl Takeover {
                 known_on: Vec::new(),
                 available_on: Vec::new(),
             };
-            let mut held = NodeSet::new();
+            // `held`: may have it configured (for the releases to wait for); `confirmed`: said
+            // it holds it (only that makes a step settled: an unanswered take is asked again).
+            let (mut held, mut confirmed) = (NodeSet::new(), NodeSet::new());
             for p in (0..n).map(|i| Pnn(i as u32)) {
                 let Some(e) = self.view(p).iter().find(|e| e.ip.addr == ip.addr) else {
                     continue;
@@ -343,6 +345,9 @@ impl Takeover {
                     .unanswered
                     .iter()
                     .any(|&(a, q)| q == p && a.addr == ip.addr);
+                if e.value & IP_HELD != 0 {
+                    confirmed.insert(p);
+                }
                 if e.value & IP_HELD != 0 || asked {
                     held.insert(p);
                     if reachable(p) && input.current.is_none() {
@@ -360,9 +365,9 @@ impl Takeover {
                 }
             }
             inputs.push(input);
-            holders.push(held);
+            holders.push((held, confirmed));
         }
-        let by_addr: Vec<(WireIp, NodeSet)> = self
+        let by_addr: Vec<(WireIp, (NodeSet, NodeSet))> = self
             .known()
             .into_iter()
             .zip(holders.iter().copied())
@@ -381,7 +386,7 @@ impl Takeover {
             }
         };
         let mut steps = Vec::new();
-        for (ip, held) in by_addr {
+        for (ip, (held, confirmed)) in by_addr {
             let mut to = assignments
                 .iter()
                 .find(|(a, _)| *a == ip.addr)
@@ -400,7 +405,8 @@ impl Takeover {
                     unreachable.insert(p);
                 }
             }
-            let settled = to.is_none_or(|t| held.contains(t)) && held.iter().all(|p| Some(p) == to);
+            let settled =
+                to.is_none_or(|t| confirmed.contains(t)) && held.iter().all(|p| Some(p) == to);
             steps.push(Step {
                 ip,
                 releasing,
