@@ -14,6 +14,7 @@ use netns::{veth, Netns};
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 const NODES: usize = 3;
@@ -27,9 +28,12 @@ fn public_ip(k: usize) -> IpAddr {
     format!("10.214.66.{}", 100 + k).parse().unwrap()
 }
 
-/// A namespace named `tt-TAG-PID` (this branch's prefix), `lo` up, deleted on drop.
+/// A namespace named `tt-TAG-PID-N` (this branch's prefix; N counts, the tests run at
+/// once), `lo` up, deleted on drop.
 fn tt_netns(tag: &str) -> Netns {
-    let name = format!("tt-{tag}-{}", std::process::id());
+    static N: AtomicU32 = AtomicU32::new(0);
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    let name = format!("tt-{tag}-{}-{n}", std::process::id());
     let out = Command::new("ip")
         .args(["netns", "add", &name])
         .output()
@@ -45,11 +49,14 @@ struct Lab {
     bridge: Netns,
     nodes: Vec<Netns>,
     procs: Vec<Option<Child>>,
+    /// More pharosd arguments (tunables).
+    extra: Vec<String>,
 }
 
 impl Lab {
-    /// The namespaces and files; node `i` lists the addresses `lists[i]` (indices).
-    fn new(lists: &[Vec<usize>]) -> Lab {
+    /// The namespaces and files (scratch directory `tag`); node `i` lists the addresses
+    /// `lists[i]` (indices).
+    fn new(tag: &str, lists: &[Vec<usize>]) -> Lab {
         let bridge = tt_netns("br");
         bridge.ip(&["link", "add", "br0", "type", "bridge"]);
         bridge.ip(&["link", "set", "br0", "up"]);
@@ -62,7 +69,7 @@ impl Lab {
             n.ip(&["addr", "add", &format!("{}/24", node_ip(i)), "dev", "eth0"]);
             nodes.push(n);
         }
-        let dir = Scratch::new("netns-admin");
+        let dir = Scratch::new(tag);
         let list: String = (0..NODES).map(|i| format!("{}\n", node_ip(i))).collect();
         write(&dir.0.join("nodes"), &list);
         let lab = Lab {
@@ -70,6 +77,7 @@ impl Lab {
             bridge,
             nodes,
             procs: (0..NODES).map(|_| None).collect(),
+            extra: Vec::new(),
         };
         for (i, l) in lists.iter().enumerate() {
             lab.set_list(i, l);
@@ -110,6 +118,7 @@ impl Lab {
             .arg(self.socket(i))
             .args(["--port", &PORT.to_string(), "--cluster-lock", "none"])
             .args(FAST)
+            .args(&self.extra)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -253,7 +262,10 @@ fn address_commands_report_and_move_what_the_kernels_host() {
         return;
     }
     // Six addresses; node 2 cannot host address 5.
-    let mut lab = Lab::new(&[(0..6).collect(), (0..6).collect(), (0..5).collect()]);
+    let mut lab = Lab::new(
+        "netns-admin",
+        &[(0..6).collect(), (0..6).collect(), (0..5).collect()],
+    );
     let all: Vec<usize> = (0..6).collect();
 
     // Alone, node 0 has no quorum and no recovery master: moveip is refused.
@@ -384,5 +396,51 @@ fn address_commands_report_and_move_what_the_kernels_host() {
         lab.settle(&format!("{back:?}: back"), LIMIT, || {
             lab.placed(&now, &[0, 1, 2], &[0, 1, 2])
         });
+    }
+}
+
+#[test]
+fn with_no_ip_failback_addresses_stay_where_they_are_when_a_node_returns() {
+    if netns::skip("with_no_ip_failback_addresses_stay_where_they_are_when_a_node_returns") {
+        return;
+    }
+    let mut lab = Lab::new(
+        "netns-admin-nofailback",
+        &[(0..6).collect(), (0..6).collect(), (0..6).collect()],
+    );
+    lab.extra = vec!["--tunable".into(), "NoIPFailback=1".into()];
+    for i in 0..NODES {
+        lab.start(i);
+    }
+    let all: Vec<usize> = (0..6).collect();
+    lab.settle("every address hosted once, 2 per node", LIMIT, || {
+        lab.placed(&all, &[0, 1, 2], &[0, 1, 2])
+    });
+    for (away, back) in [
+        (vec!["disable"], vec!["enable"]),
+        (vec!["stop"], vec!["continue"]),
+        (vec!["ban", "60"], vec!["unban"]),
+    ] {
+        lab.ok(1, &away);
+        lab.settle(&format!("{away:?}: moved away"), LIMIT, || {
+            lab.placed(&all, &[0, 2], &[0, 1, 2])
+        });
+        let before = lab.kernels();
+        lab.ok(1, &back);
+        // Node 1 is OK again (every node says so), and after a while nothing moved.
+        lab.settle(&format!("{back:?}: node 1 OK"), LIMIT, || {
+            (0..NODES).all(|i| {
+                let s: serde_json::Value =
+                    serde_json::from_str(&lab.ok(i, &["--json", "status"])).unwrap();
+                s["nodes"][1]["flags"]
+                    .as_array()
+                    .is_some_and(|f| f.is_empty())
+            })
+        });
+        // An absence, so a window: with failback a run moves addresses back within ~50 ms of
+        // the flags change (the first test measures it); here nothing may move in 500 ms.
+        std::thread::sleep(Duration::from_millis(500));
+        assert_eq!(lab.kernels(), before, "{back:?} moved addresses back");
+        assert!(lab.placed(&all, &[0, 2], &[0, 1, 2]));
     }
 }
