@@ -110,8 +110,10 @@ all_but() { # all_but I: the other nodes' numbers
 ALL_PUB=$(for k in $(seq 0 $((ADDRS - 1))); do printf '%s,' "$(pub "$k")"; done)
 ALL_PUB=${ALL_PUB%,}
 
-lab_create "$NODES" || die "could not create the lab"
+# Set first, so that a Ctrl-C during the creation removes what was made (no lab of this prefix
+# existed a moment ago).
 LAB_MADE=1
+lab_create "$NODES" || die "could not create the lab"
 
 for i in $(seq 0 $((NODES - 1))); do lab_node_ip "$i"; done >"$DIR/nodes"
 for k in $(seq 0 $((ADDRS - 1))); do echo "$(pub "$k")/24 eth0"; done >"$DIR/public_addresses"
