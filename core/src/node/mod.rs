@@ -701,6 +701,9 @@ impl Node {
         // renewed by us.
         let inactive = NodeFlags::BANNED.union(NodeFlags::STOPPED);
         let echo = if self.members.own_flags().intersects(inactive) {
+            // Forgotten, not only paused: a recovery that excluded a node ran without us, and
+            // echoing the old members once unbanned would renew that node's lease.
+            self.recoveries.forget_members();
             NodeSet::new()
         } else {
             self.recoveries.members()

@@ -109,6 +109,12 @@ impl Recoveries {
         self.members
     }
 
+    /// Forgets them (the node is banned or stopped: outside every recovery until a new one
+    /// names it, it must not renew anyone's lease, also not once it is back).
+    pub fn forget_members(&mut self) {
+        self.members = NodeSet::new();
+    }
+
     /// The lock is ours: the monitor loop starts now, and its first run recovers.
     pub fn start_monitoring(&mut self, ctx: &mut Ctx) {
         self.need_recovery = true;

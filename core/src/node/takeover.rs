@@ -254,7 +254,16 @@ impl Takeover {
     fn expiry_wait(ctx: &Ctx) -> Duration {
         let lease = super::hosting::lease_len(ctx);
         let kernel = Duration::from_secs(u64::from(super::hosting::kernel_lifetime(ctx)));
-        let margin = Duration::from_millis(250) + (lease + kernel) / 100;
+        // The kernel removes an expired address only when its periodic check runs: rounded up
+        // by up to 250 ms, never sooner than 1 s after any address change in the namespace,
+        // plus the timer wheel's slack (32 ms below 3 s, 256 ms from 3 s up, at HZ=250); the
+        // 1 % is for the clocks' drift (docs/ADDRESSES.md, "The kernel's lifetime granularity").
+        let slack = if kernel >= Duration::from_secs(3) {
+            256
+        } else {
+            32
+        };
+        let margin = Duration::from_millis(1250 + slack) + (lease + kernel) / 100;
         lease + kernel + margin
     }
 
