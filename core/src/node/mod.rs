@@ -286,6 +286,13 @@ impl Node {
                 self.hosting.forget_all();
                 true
             }
+            Event::Health { healthy } => self.members.set_healthy(&mut self.ctx, healthy),
+            Event::Carrier { iface, up } => {
+                for done in self.hosting.set_carrier(&mut self.ctx, iface, up) {
+                    self.deliver(Some(done));
+                }
+                false
+            }
         };
         dirty |= self.take_transport_changes();
         dirty |= self.run_timers();
@@ -389,6 +396,7 @@ impl Node {
             Message::IpReallocated { .. } => {
                 if from_master {
                     self.takeover.set_allocation(wire::entries(frame, &message));
+                    self.ctx.notify(Notification::IpReallocated);
                     self.check_allocation();
                 }
             }
@@ -700,6 +708,9 @@ impl Node {
             self.recoveries.members()
         };
         self.health.set_echo_set(echo);
+        if core::mem::take(&mut self.members.hosting_flags_changed) {
+            self.takeover.want_run();
+        }
         if acting && self.recoveries.mode() == RecoveryMode::Normal {
             let was_running = self.takeover.running();
             self.takeover
@@ -771,6 +782,7 @@ impl Node {
             |entries| Message::IpReallocated { entries },
             |out| takeover.allocation_entries(out),
         );
+        self.ctx.notify(Notification::IpReallocated);
         self.check_allocation();
     }
 
@@ -1019,6 +1031,27 @@ impl Node {
         Promise::own(&self.ctx.tunables).dead_after()
     }
 
+    /// Every interface this node's public addresses may go on, in first-listed order: its
+    /// name, whether it has carrier (as the shell last said), and how many addresses are on
+    /// it now (`pharos ifaces`).
+    pub fn interfaces(&self) -> Vec<(String, bool, u32)> {
+        let mut out: Vec<(String, bool, u32)> = Vec::new();
+        for a in self.hosting.addrs() {
+            for name in &a.interfaces {
+                if !out.iter().any(|(n, _, _)| n == name) {
+                    out.push((name.clone(), self.hosting.link_up(name), 0));
+                }
+            }
+            let on = a.on.and_then(|i| a.interfaces.get(i));
+            if let (HostState::Held, Some(on)) = (a.state, on) {
+                if let Some(e) = out.iter_mut().find(|(n, _, _)| n == on) {
+                    e.2 += 1;
+                }
+            }
+        }
+        out
+    }
+
     /// What this node hosts, by address.
     pub fn hosted(&self) -> impl Iterator<Item = (IpAddr, HostState)> + '_ {
         self.hosting.addrs().iter().map(|a| (a.ip.addr, a.state))
@@ -1086,3 +1119,6 @@ mod tests;
 
 #[cfg(test)]
 mod election_tests;
+
+#[cfg(test)]
+mod events_tests;

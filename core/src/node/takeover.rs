@@ -278,13 +278,18 @@ impl Takeover {
         let me = ctx.me.pnn;
         let n = ctx.nodes.len();
         let reachable = |p: Pnn| p == me || members.is_connected(p);
-        let may_host = |p: Pnn| {
-            vnnmap.contains(p)
-                && reachable(p)
-                && !members
-                    .flags_of(ctx, p)
-                    .intersects(NO_HOSTING.union(NodeFlags::UNHEALTHY))
+        let active = |p: Pnn| {
+            vnnmap.contains(p) && reachable(p) && !members.flags_of(ctx, p).intersects(NO_HOSTING)
         };
+        let unhealthy = |p: Pnn| members.flags_of(ctx, p).contains(NodeFlags::UNHEALTHY);
+        // CTDB's rule (`set_ipflags_internal`, NoIPHostOnAllDisabled at its default 0): an
+        // unhealthy node hosts nothing while a healthy one can, and when every node is
+        // unhealthy they all host, so the addresses stay reachable.
+        let all_unhealthy = (0..n)
+            .map(|i| Pnn(i as u32))
+            .filter(|&p| active(p))
+            .all(unhealthy);
+        let may_host = |p: Pnn| active(p) && (all_unhealthy || !unhealthy(p));
         let mut inputs: Vec<AddressInput> = Vec::new();
         let mut holders: Vec<NodeSet> = Vec::new();
         for ip in self.known() {
