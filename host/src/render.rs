@@ -1,6 +1,8 @@
 //! The text that people read, modelled on `ctdb`'s output, from the answers of [`crate::schema`].
 
-use crate::schema::{IpInfoAnswer, Ips, NodeLine, ScriptEntry, ScriptStatus, Status, Var, Vars};
+use crate::schema::{
+    Ifaces, IpInfoAnswer, Ips, NodeLine, ScriptEntry, ScriptStatus, Status, Var, Vars,
+};
 
 fn node_line(n: &NodeLine) -> String {
     let flags = if n.flags.is_empty() {
@@ -192,6 +194,23 @@ fn scriptstatus_with(s: &ScriptStatus, ctime: &dyn Fn(f64) -> String) -> String 
             out.push_str(&format!("  (ended by signal {sig})\n"));
         }
         script_output(&mut out, e);
+    }
+    out
+}
+
+/// `ctdb ifaces` text: `Interfaces on node 0`, then `name:eth0 link:up references:2` per
+/// interface (`No interfaces configured` without public addresses, as ctdb says).
+pub fn ifaces(a: &Ifaces) -> String {
+    if a.interfaces.is_empty() {
+        return "No interfaces configured\n".to_string();
+    }
+    let mut out = format!("Interfaces on node {}\n", a.pnn);
+    for i in &a.interfaces {
+        let link = if i.link_up { "up" } else { "down" };
+        out.push_str(&format!(
+            "name:{} link:{link} references:{}\n",
+            i.name, i.references
+        ));
     }
     out
 }

@@ -13,6 +13,7 @@ use crate::addresses::Addresses;
 use crate::control_socket::ControlSocket;
 use crate::descriptors::{self, BurstLog, Spare};
 use crate::events::{Scripts, Then};
+use crate::hosting::link::LinkWatch;
 use crate::netio::{last_word, ClientConn, ClientRead, PeerConn, ReadOutcome, CLIENT_TIMEOUT};
 use mio::net::{TcpListener, UnixStream};
 use mio::unix::SourceFd;
@@ -42,6 +43,8 @@ const SIGNALS: Token = Token(2);
 const LOCK: Token = Token(3);
 const NETLINK: Token = Token(4);
 const GUARDIAN: Token = Token(5);
+/// Link state changes of this host's interfaces.
+const LINKS: Token = Token(6);
 /// Peer connection tokens start here; control clients start at [`CLIENT_BASE`].
 const PEER_BASE: usize = 1 << 10;
 const CLIENT_BASE: usize = 1 << 30;
@@ -130,6 +133,10 @@ struct Io {
     addresses: Option<Addresses>,
     /// The event scripts, when `--event-dir` is given.
     scripts: Option<Scripts>,
+    /// Link changes, when this node has public addresses; and the last state told to the
+    /// core of each public interface (up with carrier).
+    links: Option<LinkWatch>,
+    link_state: Vec<(String, bool)>,
     /// What finished scripts left to do (reused).
     then: Vec<Then>,
     /// The node's tunables as the scripts read them (refreshed every turn they are used).
@@ -244,6 +251,20 @@ impl Daemon {
             }
             Some(a)
         };
+        // Carrier of the public interfaces (the first events are a dump of every link).
+        let mut links = None;
+        if addresses.is_some() {
+            match LinkWatch::open() {
+                Ok(l) => {
+                    use std::os::fd::AsRawFd;
+                    let fd = l.as_raw_fd();
+                    reg.register(&mut SourceFd(&fd), LINKS, Interest::READABLE)
+                        .map_err(|e| format!("epoll register link watch: {e}"))?;
+                    links = Some(l);
+                }
+                Err(e) => log::warn!("no link state (interfaces that lose carrier go unseen): {e}"),
+            }
+        }
         // The lock provider may block (a hung shared file system): it runs on its own thread
         // and wakes the loop when it has an answer.
         let waker = std::sync::Arc::new(
@@ -305,6 +326,8 @@ impl Daemon {
             lock,
             addresses,
             scripts,
+            links,
+            link_state: Vec::new(),
             then: Vec::new(),
             tunables: settings.tunables.clone(),
             public,
@@ -443,6 +466,7 @@ impl Daemon {
                         a.on_netlink_readable();
                     }
                 }
+                LINKS => self.links_changed(),
                 GUARDIAN => {
                     if let Some(a) = self.io.addresses.as_mut() {
                         a.on_guardian_readable();
@@ -540,6 +564,43 @@ impl Daemon {
             if let Some(e) = e {
                 self.feed(e);
             }
+        }
+    }
+
+    /// Link changes: a public interface that lost or regained carrier (or went down or up)
+    /// is news for the core; other interfaces and repeats are not.
+    fn links_changed(&mut self) {
+        let Some(l) = self.io.links.as_mut() else {
+            return;
+        };
+        let events = match l.receive() {
+            Ok(e) => e,
+            Err(e) => {
+                log::warn!("link watch: {e}");
+                return;
+            }
+        };
+        for ev in events {
+            let public = self
+                .io
+                .public
+                .addresses
+                .iter()
+                .any(|a| a.interfaces.contains(&ev.name));
+            if !public {
+                continue;
+            }
+            let up = ev.up && ev.carrier && !ev.removed;
+            let known = self.io.link_state.iter().position(|(n, _)| *n == ev.name);
+            match known {
+                Some(i) if self.io.link_state[i].1 == up => continue,
+                Some(i) => self.io.link_state[i].1 = up,
+                None => self.io.link_state.push((ev.name.clone(), up)),
+            }
+            self.feed(Event::Carrier {
+                iface: &ev.name,
+                up,
+            });
         }
     }
 

@@ -1102,6 +1102,17 @@ impl Node {
                 self.ctx.broadcast(Message::ReloadIps);
                 Response::Done(None)
             }
+            Request::Ifaces => Response::Ifaces(
+                self.ctx.me.pnn,
+                self.interfaces()
+                    .into_iter()
+                    .map(|(name, link_up, references)| control::IfaceStatus {
+                        name,
+                        link_up,
+                        references,
+                    })
+                    .collect(),
+            ),
             Request::ListVars | Request::GetVar(_) | Request::SetVar(..) => {
                 Response::Error(format!("{request:?} not handled"))
             }
