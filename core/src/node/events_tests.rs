@@ -195,3 +195,37 @@ fn every_node_hears_of_recoveries_and_reallocations_in_order() {
         assert_eq!(g, g2, "node {i}");
     }
 }
+
+#[test]
+fn a_node_whose_releases_keep_failing_is_banned() {
+    let mut net = cluster();
+    // Node 1's releaseip fails every time (the address still goes).
+    net.release_errno[1] = Some(5);
+    let mut cycles = 0;
+    while !net.flags(0, 1).contains(NodeFlags::BANNED) {
+        cycles += 1;
+        assert!(cycles <= 4, "not banned after {} cycles", cycles - 1);
+        net.input(1, Event::Health { healthy: false });
+        never_twice(&mut net, Duration::from_secs(2), |n| each_once(n, &[0, 2]));
+        net.input(1, Event::Health { healthy: true });
+        net.run_until_cond(Duration::from_secs(2), |n| {
+            each_once(n, &[0, 1, 2]) || n.flags(0, 1).contains(NodeFlags::BANNED)
+        });
+        net.run_for(50 * MS);
+    }
+    // Two releases per cycle, banned at 2 x 3 nodes = 6 credits: the third cycle.
+    assert_eq!(cycles, 3);
+    never_twice(&mut net, Duration::from_secs(2), |n| each_once(n, &[0, 2]));
+    // A node whose releases succeed is never banned.
+    net.release_errno[1] = None;
+    let mut net = cluster();
+    for _ in 0..4 {
+        net.input(1, Event::Health { healthy: false });
+        never_twice(&mut net, Duration::from_secs(2), |n| each_once(n, &[0, 2]));
+        net.input(1, Event::Health { healthy: true });
+        never_twice(&mut net, Duration::from_secs(2), |n| {
+            each_once(n, &[0, 1, 2])
+        });
+    }
+    assert!(!net.flags(0, 1).contains(NodeFlags::BANNED));
+}

@@ -301,13 +301,14 @@ impl Hosting {
         }
         self.list_changed = true;
         let (to, generation) = a.asked_by.take()?;
-        // A failed release still leaves the address, as far as we know, off this host.
+        // A failed release (its releaseip script failed) leaves the address off this host all
+        // the same; the recovery master hears of the failure and counts it against us.
         Some(Done {
             to,
             generation,
             ip: a.ip,
             op,
-            ok: ok || op == IpOp::Release,
+            ok,
         })
     }
 

@@ -413,6 +413,13 @@ impl Node {
                 }
             }
             Message::ReloadIps => self.ctx.act(Action::ReloadIps),
+            Message::Ban { secs } => {
+                if from_master && self.ctx.tunables.enable_bans {
+                    log::warn!("node {}: its recovery master bans it", self.ctx.me.pnn);
+                    let period = Duration::from_secs(u64::from(secs));
+                    dirty |= self.members.ban(&mut self.ctx, period);
+                }
+            }
         }
         dirty
     }
@@ -708,6 +715,15 @@ impl Node {
             self.recoveries.members()
         };
         self.health.set_echo_set(echo);
+        if let Some(p) = self.takeover.ban.take() {
+            let period = self.ctx.tunables.recovery_ban_period;
+            if p == self.ctx.me.pnn {
+                self.members.ban(&mut self.ctx, period);
+            } else {
+                let secs = period.as_secs().min(u64::from(u32::MAX)) as u32;
+                self.ctx.send(p, Message::Ban { secs });
+            }
+        }
         if core::mem::take(&mut self.members.hosting_flags_changed) {
             self.takeover.want_run();
         }

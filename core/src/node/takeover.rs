@@ -88,6 +88,10 @@ pub(super) struct Takeover {
     failed_runs: u32,
     /// A run ended and its allocation is still to be announced: (moved, failed).
     finished: Option<(u32, u32)>,
+    /// Per node: failed releases (CTDB's banning credits) and when the last one came.
+    culprits: Vec<(u32, Instant)>,
+    /// A node that earned a ban, for the dispatcher to ban.
+    pub ban: Option<Pnn>,
 }
 
 impl Takeover {
@@ -105,6 +109,8 @@ impl Takeover {
             local: Vec::new(),
             failed_runs: 0,
             finished: None,
+            culprits: alloc::vec![(0, Instant::ZERO); n],
+            ban: None,
         }
     }
 
@@ -467,6 +473,7 @@ impl Takeover {
                 s.releasing.remove(from);
                 if !ok {
                     log::warn!("node {from} could not release {}", ip.addr);
+                    self.culprit(ctx, from);
                 }
             }
             (IpOp::Take, Phase::Take) if s.to == Some(from) => {
@@ -475,6 +482,30 @@ impl Takeover {
             _ => return,
         }
         self.advance(ctx, members);
+    }
+
+    /// `pnn` failed a release: one credit (CTDB's `ctdb_set_culprit_count`: credits older
+    /// than RecoveryGracePeriod are forgiven first). At twice the number of nodes it is banned
+    /// for RecoveryBanPeriod (CTDB's `ban_misbehaving_nodes`), if EnableBans.
+    fn culprit(&mut self, ctx: &Ctx, pnn: Pnn) {
+        let n = self.culprits.len() as u32;
+        let Some(c) = self.culprits.get_mut(pnn.index()) else {
+            return;
+        };
+        if c.0 > 0 && ctx.now - c.1 > ctx.tunables.recovery_grace_period {
+            c.0 = 0;
+        }
+        c.0 += 1;
+        c.1 = ctx.now;
+        if c.0 >= 2 * n && ctx.tunables.enable_bans {
+            log::warn!(
+                "node {}: node {pnn} failed {} releases: banning it",
+                ctx.me.pnn,
+                c.0
+            );
+            c.0 = 0;
+            self.ban = Some(pnn);
+        }
     }
 
     /// The run is over: everyone learns who hosts what.
