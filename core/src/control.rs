@@ -531,6 +531,7 @@ mod tests {
             Request::Admin(AdminCommand::Continue),
             Request::ScriptStatus("monitor"),
             Request::ScriptStatus("startipreallocate"),
+            Request::Ifaces,
         ] {
             assert_eq!(Request::parse(&r.to_line()), Ok(r));
         }

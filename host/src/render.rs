@@ -248,6 +248,37 @@ mod tests {
     }
 
     #[test]
+    fn ifaces_text_like_ctdb() {
+        use crate::schema::encode;
+        use pharos_core::control::{IfaceStatus, Response};
+        use pharos_core::Pnn;
+        let list = vec![
+            IfaceStatus {
+                name: "eth1".into(),
+                link_up: true,
+                references: 2,
+            },
+            IfaceStatus {
+                name: "eth2".into(),
+                link_up: false,
+                references: 0,
+            },
+        ];
+        let json = encode(&Response::Ifaces(Pnn(1), list));
+        assert_eq!(
+            json.trim_end(),
+            r#"{"pnn":1,"interfaces":[{"name":"eth1","link_up":true,"references":2},{"name":"eth2","link_up":false,"references":0}]}"#
+        );
+        let a: Ifaces = decode(&json).unwrap();
+        assert_eq!(
+            ifaces(&a),
+            "Interfaces on node 1\nname:eth1 link:up references:2\nname:eth2 link:down references:0\n"
+        );
+        let none: Ifaces = decode(&encode(&Response::Ifaces(Pnn(0), Vec::new()))).unwrap();
+        assert_eq!(ifaces(&none), "No interfaces configured\n");
+    }
+
+    #[test]
     fn vars_text_like_ctdb() {
         let j = r#"{"vars":[{"name":"KeepaliveInterval","value":"1"},{"name":"KeepaliveLimit","value":"3"}]}"#;
         assert_eq!(
