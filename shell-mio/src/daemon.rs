@@ -279,7 +279,13 @@ impl Daemon {
                 let wake = Box::new(move || {
                     let _ = w.wake();
                 });
-                match Scripts::start(dir.clone(), &settings.tunables, wake) {
+                // The guardian hears from us while init and setup run.
+                let mut heartbeat = || {
+                    if let Some(a) = addresses.as_mut() {
+                        a.on_timeout(std::time::Instant::now());
+                    }
+                };
+                match Scripts::start(dir.clone(), &settings.tunables, wake, &mut heartbeat) {
                     Ok(s) => Some(s),
                     Err(e) => {
                         if let Some(a) = addresses.take() {

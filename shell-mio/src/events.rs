@@ -85,11 +85,13 @@ pub struct Scripts {
 
 impl Scripts {
     /// Starts the runner and runs `init` then `setup`, waiting for each. `wake` is called
-    /// (on the runner's thread) whenever a result waits.
+    /// (on the runner's thread) whenever a result waits; `waiting` every few milliseconds
+    /// while the daemon waits (the guardian's heartbeat must go on).
     pub fn start(
         dir: PathBuf,
         tunables: &Tunables,
         wake: Box<dyn Fn() + Send>,
+        waiting: &mut dyn FnMut(),
     ) -> Result<Scripts, String> {
         let runner = EventRunner::start(RunnerConfig::new(dir), wake)?;
         let mut s = Scripts {
@@ -107,7 +109,7 @@ impl Scripts {
         };
         for event in [Script::Init, Script::Setup] {
             let name = event.name();
-            let done = s.run_and_wait(event, tunables.event_script_timeout);
+            let done = s.run_and_wait(event, tunables.event_script_timeout, waiting);
             match done.map(|d| d.outcome) {
                 Some(Outcome::Ok) => log::info!("event {name}: OK"),
                 Some(o) => return Err(format!("event script {name}: {o}")),
@@ -119,7 +121,12 @@ impl Scripts {
 
     /// Runs `event` and waits for its result (before and after the loop only), at most its
     /// timeout and a second more. Results of other runs that arrive meanwhile are dropped.
-    fn run_and_wait(&mut self, event: Script, timeout: Duration) -> Option<EventDone> {
+    fn run_and_wait(
+        &mut self,
+        event: Script,
+        timeout: Duration,
+        waiting: &mut dyn FnMut(),
+    ) -> Option<EventDone> {
         let id = self.runner.run(event, timeout);
         let deadline = Instant::now() + timeout + Duration::from_secs(1);
         while Instant::now() < deadline {
@@ -128,6 +135,7 @@ impl Scripts {
                     return Some(done);
                 }
             }
+            waiting();
             std::thread::sleep(Duration::from_millis(2));
         }
         None
@@ -372,7 +380,7 @@ impl Scripts {
 
     /// A clean stop: waits for what is queued (the releaseip runs), then runs `shutdown`.
     pub fn shut_down(mut self, tunables: &Tunables) {
-        match self.run_and_wait(Script::Shutdown, tunables.event_script_timeout) {
+        match self.run_and_wait(Script::Shutdown, tunables.event_script_timeout, &mut || {}) {
             Some(d) if d.outcome == Outcome::Ok => log::info!("event shutdown: OK"),
             Some(d) => log::warn!("event shutdown: {}", d.outcome),
             None => log::warn!("event shutdown: no answer in time"),

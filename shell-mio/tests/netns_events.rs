@@ -57,19 +57,28 @@ fn public_ip(k: usize) -> IpAddr {
     format!("10.215.44.{}", 101 + k).parse().unwrap()
 }
 
+/// Samples taken, and every (address, nodes) seen on more than one node.
+type Doubles = Arc<Mutex<(u64, Vec<(IpAddr, Vec<usize>)>)>>;
+
 struct Lab {
     dir: Scratch,
     _bridges: Netns,
     nodes: Vec<Netns>,
     procs: Vec<Option<Child>>,
     probes: Arc<Vec<Mutex<(Netlink, u32)>>>,
-    doubles: Arc<Mutex<(u64, Vec<(IpAddr, Vec<usize>)>)>>,
+    doubles: Doubles,
     sampling: Arc<AtomicBool>,
     sampler: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Lab {
+    /// The lab with the recorder script.
     fn new() -> Lab {
+        Lab::with_script("10.recorder.script", RECORDER)
+    }
+
+    /// The lab with one event script, `name` with `text`.
+    fn with_script(name: &str, text: &str) -> Lab {
         let br = Netns::new("ev-br");
         for b in ["br0", "br1"] {
             br.ip(&["link", "add", b, "type", "bridge"]);
@@ -97,8 +106,8 @@ impl Lab {
         write(&dir.0.join("public_addresses"), &public);
         let events = dir.0.join("events").join("legacy");
         std::fs::create_dir_all(&events).unwrap();
-        let script = events.join("10.recorder.script");
-        write(&script, RECORDER);
+        let script = events.join(name);
+        write(&script, text);
         std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
         let probes = nodes
             .iter()
@@ -145,6 +154,7 @@ impl Lab {
             .args(["--port", &PORT.to_string()])
             .args(ARGS)
             .env("RUST_LOG", "info")
+            .env("CTDB_SCRIPT_VARDIR", self.dir.0.join(format!("var{i}")))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
@@ -412,6 +422,107 @@ fn scripts_follow_the_addresses_and_carrier_loss_moves_them() {
     }
     let d = lab.doubles.lock().unwrap();
     eprintln!("samples: {}", d.0);
+    assert!(
+        d.1.is_empty(),
+        "an address on two nodes: {:?}\n{}",
+        d.1,
+        lab.logs()
+    );
+}
+
+/// The banner of the responder on `addr`:8080, asked from the bridge namespace.
+fn banner(lab: &Lab, addr: IpAddr) -> Option<String> {
+    use std::io::Read;
+    lab._bridges.enter(|| {
+        let to = std::net::SocketAddr::new(addr, 8080);
+        let mut s = std::net::TcpStream::connect_timeout(&to, Duration::from_millis(200)).ok()?;
+        s.set_read_timeout(Some(Duration::from_millis(500))).ok()?;
+        let mut line = String::new();
+        s.read_to_string(&mut line).ok()?;
+        Some(line.trim().to_string())
+    })
+}
+
+#[test]
+fn a_killed_responder_moves_its_nodes_addresses() {
+    if netns::skip("a_killed_responder_moves_its_nodes_addresses") {
+        return;
+    }
+    let sample = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/events/legacy/50.responder.script"
+    );
+    let text = std::fs::read_to_string(sample).expect("the sample event script");
+    let mut lab = Lab::with_script("50.responder.script", &text);
+    lab._bridges
+        .ip(&["addr", "add", "10.215.44.200/24", "dev", "br1"]);
+    for i in 0..NODES {
+        lab.start(i);
+    }
+    lab.start_sampler();
+    let all = [0, 1, 2];
+    settle(
+        &lab,
+        "every address answered by its holder's responder",
+        Duration::from_secs(15),
+        || {
+            lab.spread_over(&all)
+                && lab
+                    .holders()
+                    .iter()
+                    .all(|(a, v)| banner(&lab, *a).is_some_and(|b| b == lab.nodes[v[0]].name))
+        },
+    );
+    // Kill one node's responders (not the daemon): its next monitor fails.
+    let victim = 1;
+    let h = lab.holders();
+    let had: Vec<IpAddr> = h
+        .iter()
+        .filter(|(_, v)| v[0] == victim)
+        .map(|(a, _)| *a)
+        .collect();
+    assert!(!had.is_empty());
+    let a = had[0];
+    let pidfile = lab.dir.0.join(format!("var{victim}/responder/{a}.pid"));
+    let pid: i32 = std::fs::read_to_string(&pidfile)
+        .expect("responder pid file")
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let t0 = Instant::now();
+    // SAFETY: kill(2) on the responder our daemon's script started for this test.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
+    settle(
+        &lab,
+        "killed responder: its address answered elsewhere",
+        Duration::from_secs(5),
+        || {
+            let h = lab.holders();
+            h[&a].len() == 1
+                && h[&a][0] != victim
+                && banner(&lab, a).is_some_and(|b| b == lab.nodes[h[&a][0]].name)
+        },
+    );
+    eprintln!(
+        "responder kill to answered elsewhere: {:?} (MonitorInterval 200 ms)",
+        t0.elapsed()
+    );
+    let status = lab.pharos(0, &["status"]);
+    assert!(status.contains("UNHEALTHY"), "{status}");
+    // With its responders gone with the addresses, its monitor passes again: the share returns.
+    settle(
+        &lab,
+        "healthy again: its share is back",
+        Duration::from_secs(10),
+        || lab.spread_over(&all),
+    );
+    lab.sampling.store(false, Ordering::Relaxed);
+    if let Some(t) = lab.sampler.take() {
+        t.join().unwrap();
+    }
+    let d = lab.doubles.lock().unwrap();
     assert!(
         d.1.is_empty(),
         "an address on two nodes: {:?}\n{}",
