@@ -23,6 +23,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const NODES: usize = 3;
+
+/// The two labs run one after the other (run side by side, one of them did not settle:
+/// see the report; not understood yet).
+static ONE_LAB: Mutex<()> = Mutex::new(());
 const ADDRS: usize = 6;
 const PORT: u16 = 4379;
 
@@ -289,6 +293,7 @@ fn scripts_follow_the_addresses_and_carrier_loss_moves_them() {
     if netns::skip("scripts_follow_the_addresses_and_carrier_loss_moves_them") {
         return;
     }
+    let _one = ONE_LAB.lock().unwrap_or_else(|e| e.into_inner());
     let mut lab = Lab::new();
     for i in 0..NODES {
         lab.start(i);
@@ -448,6 +453,7 @@ fn a_killed_responder_moves_its_nodes_addresses() {
     if netns::skip("a_killed_responder_moves_its_nodes_addresses") {
         return;
     }
+    let _one = ONE_LAB.lock().unwrap_or_else(|e| e.into_inner());
     let sample = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../examples/events/legacy/50.responder.script"
@@ -509,8 +515,10 @@ fn a_killed_responder_moves_its_nodes_addresses() {
         "responder kill to answered elsewhere: {:?} (MonitorInterval 200 ms)",
         t0.elapsed()
     );
-    let status = lab.pharos(0, &["status"]);
-    assert!(status.contains("UNHEALTHY"), "{status}");
+    // It was UNHEALTHY meanwhile (it may be healthy again already: its responders went with
+    // the addresses).
+    let log = std::fs::read_to_string(lab.dir.0.join(format!("n{victim}.log"))).unwrap();
+    assert!(log.contains("is unhealthy"), "{log}");
     // With its responders gone with the addresses, its monitor passes again: the share returns.
     settle(
         &lab,
