@@ -59,6 +59,8 @@ pub enum Request {
     /// named, as `ctdb scriptstatus`). The node does not run scripts: a shell answers this
     /// from its event runner and does not hand it to the node.
     ScriptStatus(&'static str),
+    /// This node's public interfaces: link state and addresses on each (`ifaces`).
+    Ifaces,
 }
 
 /// The events of CTDB's legacy event scripts, in CTDB's order (`ctdb_event_to_string`).
@@ -210,6 +212,7 @@ impl Request {
             ),
             ("moveip", _) => return Err(usage(cmd, "IP PNN")),
             ("reloadips", 0) => Request::ReloadIps,
+            ("ifaces", 0) => Request::Ifaces,
             ("scriptstatus", 0) => Request::ScriptStatus("monitor"),
             ("scriptstatus", 1) => Request::ScriptStatus(
                 parse_event_name(args[0])
@@ -218,7 +221,7 @@ impl Request {
             ("scriptstatus", _) => return Err(usage(cmd, "[EVENT]")),
             (
                 "status" | "pnn" | "recmaster" | "leader" | "listvars" | "ping" | "disable"
-                | "enable" | "stop" | "continue" | "unban" | "reloadips",
+                | "enable" | "stop" | "continue" | "unban" | "reloadips" | "ifaces",
                 _,
             ) => return Err(ControlError(format!("{cmd} takes no arguments"))),
             _ => return Err(ControlError(format!("unknown command {cmd:?}"))),
@@ -250,6 +253,7 @@ impl Request {
             Request::MoveIp(a, p) => format!("moveip {a} {p}"),
             Request::ReloadIps => "reloadips".to_string(),
             Request::ScriptStatus(event) => format!("scriptstatus {event}"),
+            Request::Ifaces => "ifaces".to_string(),
         };
         s.push('\n');
         s
@@ -331,8 +335,21 @@ pub enum Response {
     IpInfo(Pnn, IpStatus),
     /// For `scriptstatus`, from the shell's event runner.
     ScriptStatus(ScriptStatusReport),
+    /// For `ifaces`: the answering node and its public interfaces.
+    Ifaces(Pnn, Vec<IfaceStatus>),
     /// The request failed.
     Error(String),
+}
+
+/// One public interface in an `ifaces` answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IfaceStatus {
+    /// Its name.
+    pub name: String,
+    /// Up with carrier, as the shell last told the node.
+    pub link_up: bool,
+    /// Public addresses on it now.
+    pub references: u32,
 }
 
 /// What `scriptstatus` reports: the scripts of the last completed run of one event.
@@ -514,6 +531,7 @@ mod tests {
             Request::Admin(AdminCommand::Continue),
             Request::ScriptStatus("monitor"),
             Request::ScriptStatus("startipreallocate"),
+            Request::Ifaces,
         ] {
             assert_eq!(Request::parse(&r.to_line()), Ok(r));
         }

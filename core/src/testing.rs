@@ -5,13 +5,14 @@
 //! or a crash is seen by the other end as EOF, a frozen node processes nothing until thawed.
 //! Everything is deterministic: same calls, same results.
 
-use crate::config::{NodesFile, Tunables};
+use crate::config::{NodesFile, PublicAddresses, Tunables};
 use crate::drive::{Driver, Feedback, Host};
-use crate::node::{Action, Event, LockResult, Node, NodeConfig};
+use crate::node::{Action, Event, IpResult, LockResult, Node, NodeConfig, Notification};
 use crate::time::Instant;
 use crate::types::{ConnId, Link, NodeFlags, Pnn};
 use crate::wire;
-use alloc::collections::{BTreeMap, BinaryHeap};
+use crate::wire::IpOp;
+use alloc::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use alloc::vec::Vec;
 use core::cmp::Reverse;
 use core::net::IpAddr;
@@ -27,6 +28,8 @@ enum Input {
     /// EOF on a link; for `Link::Out`, the id of the outgoing connection that ended.
     Closed(Link, u64),
     Lock(LockResult),
+    /// The model host did what the node asked with an address.
+    IpResult(IpResult),
 }
 
 #[derive(Debug)]
@@ -72,6 +75,16 @@ pub struct Net {
     /// Pairs that cannot reach each other: frames are lost, connects go unanswered.
     blocked: alloc::collections::BTreeSet<(usize, usize)>,
     driver: Driver,
+    /// The public addresses every node is started with (none by default).
+    pub public_addresses: PublicAddresses,
+    /// What each node's model host has configured (added on `TakeIp`, removed on
+    /// `ReleaseIp`/`ReleaseAllIps` and when the node crashes, as its guardian would).
+    pub hosted: Vec<BTreeSet<IpAddr>>,
+    /// Per node: its host fails every `ReleaseIp` with this errno (the address still goes:
+    /// a failing `releaseip` script).
+    pub release_errno: Vec<Option<i32>>,
+    /// Every notification, with the time and the node.
+    pub notes: Vec<(Instant, usize, Notification)>,
 }
 
 /// A model fcntl lock, as the in-memory clusters use it: `holder` asks; free, or already
@@ -145,6 +158,10 @@ impl Net {
             released_all: Vec::new(),
             blocked: alloc::collections::BTreeSet::new(),
             driver: Driver::new(),
+            public_addresses: PublicAddresses::default(),
+            hosted: alloc::vec![BTreeSet::new(); n],
+            release_errno: alloc::vec![None; n],
+            notes: Vec::new(),
         }
     }
 
@@ -236,7 +253,8 @@ impl Net {
         )
         .expect("live node")
         .with_start_stamp(self.now.as_nanos())
-        .with_recmaster_capable(self.capable[i]);
+        .with_recmaster_capable(self.capable[i])
+        .with_public_addresses(self.public_addresses.clone());
         self.restarts += 1;
         self.epoch[i] += 1;
         self.nodes[i] = Some(Node::new(config, 1000 * self.restarts + i as u64, self.now));
@@ -247,6 +265,7 @@ impl Net {
     /// Kills node `i` like `kill -9`: its connections are closed by the kernel.
     pub fn crash(&mut self, i: usize) {
         self.nodes[i] = None;
+        self.hosted[i].clear();
         self.frozen[i] = false;
         self.epoch[i] += 1;
         self.held.retain(|(_, to)| *to != i);
@@ -338,6 +357,22 @@ impl Net {
         None
     }
 
+    /// Feeds `event` to node `i` now (a shell's input: health, carrier, ...) and drains it.
+    pub fn input(&mut self, i: usize, event: Event<'_>) {
+        let now = self.now;
+        if let Some(n) = self.nodes[i].as_mut() {
+            n.handle(now, event).expect("accepted");
+        }
+        self.drain(i);
+    }
+
+    /// Which nodes' hosts have `addr` configured.
+    pub fn holders(&self, addr: IpAddr) -> Vec<usize> {
+        (0..self.hosted.len())
+            .filter(|&i| self.hosted[i].contains(&addr))
+            .collect()
+    }
+
     /// Flags of `of` as node `seen_by` sees them.
     pub fn flags(&self, seen_by: usize, of: usize) -> NodeFlags {
         self.node(seen_by).flags_of(Pnn(of as u32))
@@ -420,6 +455,7 @@ impl Net {
             }
             Input::Closed(l, _) => Event::Closed { link: *l },
             Input::Lock(r) => Event::Lock(*r),
+            Input::IpResult(r) => Event::IpResult(*r),
         };
         node.handle(now, ev).expect("monotonic");
         self.drain(to);
@@ -496,13 +532,30 @@ impl Net {
             }
             Action::ReleaseLock => fcntl_release(&mut self.lock_holder, i),
             Action::Reply { response, .. } => self.replies.push((i, response)),
-            Action::ReleaseAllIps => self.released_all.push((now, i)),
-            // This network hosts no addresses (its nodes have none configured).
-            Action::Exit
-            | Action::TakeIp { .. }
-            | Action::ReleaseIp { .. }
-            | Action::RenewIps { .. }
-            | Action::ReloadIps => {}
+            Action::ReleaseAllIps => {
+                self.released_all.push((now, i));
+                self.hosted[i].clear();
+            }
+            Action::TakeIp { addr, .. } => {
+                self.hosted[i].insert(addr);
+                let r = IpResult {
+                    addr,
+                    op: IpOp::Take,
+                    error: None,
+                };
+                self.push(now + lat, i, Input::IpResult(r));
+            }
+            Action::ReleaseIp { addr, .. } => {
+                self.hosted[i].remove(&addr);
+                let r = IpResult {
+                    addr,
+                    op: IpOp::Release,
+                    error: self.release_errno[i],
+                };
+                self.push(now + lat, i, Input::IpResult(r));
+            }
+            // Lifetimes are not modelled (the simulator does that).
+            Action::Exit | Action::RenewIps { .. } | Action::ReloadIps => {}
         }
     }
 
@@ -543,5 +596,10 @@ impl Host for NetShell<'_> {
 
     fn act(&mut self, action: Action, _feedback: &mut Feedback) {
         self.net.action(self.i, action);
+    }
+
+    fn notify(&mut self, n: Notification) {
+        let now = self.net.now;
+        self.net.notes.push((now, self.i, n));
     }
 }

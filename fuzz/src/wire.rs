@@ -46,7 +46,7 @@ fn write_ip(ip: &WireIp, out: &mut Vec<u8>) {
 /// Reads a message of any kind: a kind byte, then that kind's fields (messages with entries
 /// have none here: their entries are the frame's, not the message's).
 pub fn read_message(r: &mut Reader<'_>) -> Message {
-    match r.u8() % 16 {
+    match r.u8() % 17 {
         0 => Message::Hello(Hello {
             incarnation: r.u64(),
             flags: NodeFlags(r.u32()),
@@ -94,6 +94,7 @@ pub fn read_message(r: &mut Reader<'_>) -> Message {
             pnn: Pnn(r.u32()),
         },
         14 => Message::ReloadIps,
+        15 => Message::Ban { secs: r.u32() },
         _ => Message::Fenced {
             incarnation: r.u64(),
         },

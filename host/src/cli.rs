@@ -6,8 +6,8 @@
 use crate::client::{self, DEFAULT_TIMELIMIT};
 use crate::render;
 use crate::schema::{
-    decode, Done, IpInfoAnswer, Ips, PnnAnswer, Pong, RecmasterAnswer, ScriptStatus, Status, Var,
-    Vars,
+    decode, Done, Ifaces, IpInfoAnswer, Ips, PnnAnswer, Pong, RecmasterAnswer, ScriptStatus,
+    Status, Var, Vars,
 };
 use clap::{Parser, Subcommand};
 use pharos_core::control::Request;
@@ -106,6 +106,8 @@ enum Command {
         /// shutdown, updateip, ipreallocated or startipreallocate.
         event: Option<String>,
     },
+    /// This node's public interfaces: link state and how many addresses each hosts.
+    Ifaces,
     /// Run the public-IP allocator offline on a case file (no daemon needed) and print the
     /// allocation after every step.
     Ipalloc {
@@ -155,6 +157,7 @@ fn request_of(command: &Command) -> Result<Request, String> {
         Command::Reloadips => "reloadips".to_string(),
         Command::Scriptstatus { event: None } => "scriptstatus".to_string(),
         Command::Scriptstatus { event: Some(e) } => format!("scriptstatus {e}"),
+        Command::Ifaces => "ifaces".to_string(),
     };
     if line.contains('\n') {
         return Err("arguments cannot contain a newline".into());
@@ -233,6 +236,7 @@ fn execute(args: Args, out: &mut Outcome) -> Result<u8, String> {
         }
         Command::Ip { verbose, .. } => render::ip(&decode::<Ips>(&answer)?, verbose),
         Command::Ipinfo { .. } => render::ipinfo(&decode::<IpInfoAnswer>(&answer)?),
+        Command::Ifaces => render::ifaces(&decode::<Ifaces>(&answer)?),
         Command::Ping => format!(
             "response from {} time={:.6} sec\n",
             decode::<Pong>(&answer)?.pnn,

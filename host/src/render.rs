@@ -1,6 +1,8 @@
 //! The text that people read, modelled on `ctdb`'s output, from the answers of [`crate::schema`].
 
-use crate::schema::{IpInfoAnswer, Ips, NodeLine, ScriptEntry, ScriptStatus, Status, Var, Vars};
+use crate::schema::{
+    Ifaces, IpInfoAnswer, Ips, NodeLine, ScriptEntry, ScriptStatus, Status, Var, Vars,
+};
 
 fn node_line(n: &NodeLine) -> String {
     let flags = if n.flags.is_empty() {
@@ -196,6 +198,23 @@ fn scriptstatus_with(s: &ScriptStatus, ctime: &dyn Fn(f64) -> String) -> String 
     out
 }
 
+/// `ctdb ifaces` text: `Interfaces on node 0`, then `name:eth0 link:up references:2` per
+/// interface (`No interfaces configured` without public addresses, as ctdb says).
+pub fn ifaces(a: &Ifaces) -> String {
+    if a.interfaces.is_empty() {
+        return "No interfaces configured\n".to_string();
+    }
+    let mut out = format!("Interfaces on node {}\n", a.pnn);
+    for i in &a.interfaces {
+        let link = if i.link_up { "up" } else { "down" };
+        out.push_str(&format!(
+            "name:{} link:{link} references:{}\n",
+            i.name, i.references
+        ));
+    }
+    out
+}
+
 /// `ctdb scriptstatus`-style text (`ctdb event status legacy EVENT`): one line per script
 /// with its status, duration and start time (local time), the output under a script that
 /// failed or printed something, nothing for the scripts after a failure.
@@ -226,6 +245,37 @@ mod tests {
         let (text, ok) = nodestatus(&s);
         assert!(!ok);
         assert!(text.starts_with("Number of nodes:2\n"));
+    }
+
+    #[test]
+    fn ifaces_text_like_ctdb() {
+        use crate::schema::encode;
+        use pharos_core::control::{IfaceStatus, Response};
+        use pharos_core::Pnn;
+        let list = vec![
+            IfaceStatus {
+                name: "eth1".into(),
+                link_up: true,
+                references: 2,
+            },
+            IfaceStatus {
+                name: "eth2".into(),
+                link_up: false,
+                references: 0,
+            },
+        ];
+        let json = encode(&Response::Ifaces(Pnn(1), list));
+        assert_eq!(
+            json.trim_end(),
+            r#"{"pnn":1,"interfaces":[{"name":"eth1","link_up":true,"references":2},{"name":"eth2","link_up":false,"references":0}]}"#
+        );
+        let a: Ifaces = decode(&json).unwrap();
+        assert_eq!(
+            ifaces(&a),
+            "Interfaces on node 1\nname:eth1 link:up references:2\nname:eth2 link:down references:0\n"
+        );
+        let none: Ifaces = decode(&encode(&Response::Ifaces(Pnn(0), Vec::new()))).unwrap();
+        assert_eq!(ifaces(&none), "No interfaces configured\n");
     }
 
     #[test]

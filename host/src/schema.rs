@@ -119,6 +119,26 @@ pub struct IpLine {
     pub active: Option<String>,
 }
 
+/// The answer to `ifaces`: the answering node's public interfaces.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ifaces {
+    /// The answering node.
+    pub pnn: i64,
+    /// Each interface its public addresses may go on, in first-listed order.
+    pub interfaces: Vec<IfaceLine>,
+}
+
+/// One interface of [`Ifaces`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IfaceLine {
+    /// Its name.
+    pub name: String,
+    /// Administratively up with carrier.
+    pub link_up: bool,
+    /// Public addresses on it now.
+    pub references: u32,
+}
+
 /// The answer to `ipinfo`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IpInfoAnswer {
@@ -302,6 +322,17 @@ pub fn encode(response: &Response) -> String {
             ip: IpLine::from(ip),
         }),
         Response::ScriptStatus(r) => to_line(&ScriptStatus::from(r)),
+        Response::Ifaces(pnn, list) => to_line(&Ifaces {
+            pnn: pnn_number(*pnn),
+            interfaces: list
+                .iter()
+                .map(|i| IfaceLine {
+                    name: i.name.clone(),
+                    link_up: i.link_up,
+                    references: i.references,
+                })
+                .collect(),
+        }),
         Response::Error(e) => to_line(&ErrorAnswer { error: e.clone() }),
     }
 }

@@ -12,6 +12,8 @@
 use crate::addresses::Addresses;
 use crate::control_socket::ControlSocket;
 use crate::descriptors::{self, BurstLog, Spare};
+use crate::events::{Scripts, Then};
+use crate::hosting::link::LinkWatch;
 use crate::netio::{last_word, ClientConn, ClientRead, PeerConn, ReadOutcome, CLIENT_TIMEOUT};
 use mio::net::{TcpListener, UnixStream};
 use mio::unix::SourceFd;
@@ -36,10 +38,13 @@ use std::time::Duration;
 const LISTENER: Token = Token(0);
 const CONTROL: Token = Token(1);
 const SIGNALS: Token = Token(2);
-/// The cluster lock's worker thread has answers.
+/// A worker thread has answers: the cluster lock's, or the event scripts' (one waker: mio
+/// allows one per poll).
 const LOCK: Token = Token(3);
 const NETLINK: Token = Token(4);
 const GUARDIAN: Token = Token(5);
+/// Link state changes of this host's interfaces.
+const LINKS: Token = Token(6);
 /// Peer connection tokens start here; control clients start at [`CLIENT_BASE`].
 const PEER_BASE: usize = 1 << 10;
 const CLIENT_BASE: usize = 1 << 30;
@@ -126,6 +131,16 @@ struct Io {
     /// The host side of the public addresses (netlink, announcements, the guardian), when this
     /// node has any.
     addresses: Option<Addresses>,
+    /// The event scripts, when `--event-dir` is given.
+    scripts: Option<Scripts>,
+    /// Link changes, when this node has public addresses; and the last state told to the
+    /// core of each public interface (up with carrier).
+    links: Option<LinkWatch>,
+    link_state: Vec<(String, bool)>,
+    /// What finished scripts left to do (reused).
+    then: Vec<Then>,
+    /// The node's tunables as the scripts read them (refreshed every turn they are used).
+    tunables: pharos_core::config::Tunables,
     /// Its public_addresses file as last read, and where it is.
     public: PublicAddresses,
     public_path: Option<std::path::PathBuf>,
@@ -236,13 +251,56 @@ impl Daemon {
             }
             Some(a)
         };
+        // Carrier of the public interfaces (the first events are a dump of every link).
+        let mut links = None;
+        if addresses.is_some() {
+            match LinkWatch::open() {
+                Ok(l) => {
+                    use std::os::fd::AsRawFd;
+                    let fd = l.as_raw_fd();
+                    reg.register(&mut SourceFd(&fd), LINKS, Interest::READABLE)
+                        .map_err(|e| format!("epoll register link watch: {e}"))?;
+                    links = Some(l);
+                }
+                Err(e) => log::warn!("no link state (interfaces that lose carrier go unseen): {e}"),
+            }
+        }
         // The lock provider may block (a hung shared file system): it runs on its own thread
         // and wakes the loop when it has an answer.
-        let waker = Waker::new(poll.registry(), LOCK).map_err(|e| format!("epoll waker: {e}"))?;
+        let waker = std::sync::Arc::new(
+            Waker::new(poll.registry(), LOCK).map_err(|e| format!("epoll waker: {e}"))?,
+        );
+        // The scripts' thread starts after the guardian's fork; init and setup run before the
+        // node talks to anyone.
+        let scripts = match &settings.event_dir {
+            None => None,
+            Some(dir) => {
+                let w = waker.clone();
+                let wake = Box::new(move || {
+                    let _ = w.wake();
+                });
+                // The guardian hears from us while init and setup run.
+                let mut heartbeat = || {
+                    if let Some(a) = addresses.as_mut() {
+                        a.on_timeout(std::time::Instant::now());
+                    }
+                };
+                match Scripts::start(dir.clone(), &settings.tunables, wake, &mut heartbeat) {
+                    Ok(s) => Some(s),
+                    Err(e) => {
+                        if let Some(a) = addresses.take() {
+                            a.close();
+                        }
+                        return Err(e);
+                    }
+                }
+            }
+        };
+        let w = waker.clone();
         let lock = LockService::start(
             provider,
             Box::new(move || {
-                let _ = waker.wake();
+                let _ = w.wake();
             }),
         )
         .inspect_err(|_| {
@@ -273,6 +331,11 @@ impl Daemon {
             crowding: BurstLog::default(),
             lock,
             addresses,
+            scripts,
+            links,
+            link_state: Vec::new(),
+            then: Vec::new(),
+            tunables: settings.tunables.clone(),
             public,
             public_path: settings.public_addresses.clone(),
             exited: false,
@@ -287,6 +350,10 @@ impl Daemon {
         };
         let now = d.io.now();
         d.driver.drain(&mut d.node, now, &mut d.io);
+        if d.io.scripts.is_some() {
+            // Unhealthy until startup and a first monitor pass (CTDB).
+            d.feed(Event::Health { healthy: false });
+        }
         d.flush_writes();
         Ok(d)
     }
@@ -304,6 +371,10 @@ impl Daemon {
     /// Feeds `event` through the drive path, then writes what it queued.
     fn feed(&mut self, event: Event<'_>) {
         let now = self.io.now();
+        if self.io.scripts.is_some() {
+            // What `setvar` changed reaches the scripts' timeouts.
+            self.io.tunables.clone_from(self.node.tunables());
+        }
         if let Err(e) = self.driver.drive(&mut self.node, now, event, &mut self.io) {
             log::error!("core refused an event: {e}");
         }
@@ -345,6 +416,10 @@ impl Daemon {
         }
         if let Some(m) = max_wait {
             timeout = Some(timeout.map_or(m, |t| t.min(m)));
+        }
+        if let Some(t) = self.io.scripts.as_ref().and_then(Scripts::poll_timeout) {
+            let t = t.saturating_duration_since(std::time::Instant::now());
+            timeout = Some(timeout.map_or(t, |x| x.min(t)));
         }
         if let Some(t) = self.io.addresses.as_ref().and_then(Addresses::poll_timeout) {
             let t = t.saturating_duration_since(std::time::Instant::now());
@@ -390,12 +465,14 @@ impl Daemon {
                     while let Some(result) = self.io.lock.try_recv() {
                         self.feed(Event::Lock(result));
                     }
+                    self.scripts_finished();
                 }
                 NETLINK => {
                     if let Some(a) = self.io.addresses.as_mut() {
                         a.on_netlink_readable();
                     }
                 }
+                LINKS => self.links_changed(),
                 GUARDIAN => {
                     if let Some(a) = self.io.addresses.as_mut() {
                         a.on_guardian_readable();
@@ -436,6 +513,9 @@ impl Daemon {
         self.feed_address_events();
         if let Some(a) = self.io.addresses.as_mut() {
             a.on_timeout(std::time::Instant::now());
+        }
+        if let Some(sc) = self.io.scripts.as_mut() {
+            sc.on_timeout(std::time::Instant::now(), self.node.tunables());
         }
         // Reads first, then time: a node that was itself stopped sees its peers' frames
         // before it counts their silence.
@@ -479,11 +559,84 @@ impl Daemon {
         }
     }
 
-    /// Feeds the answers of the kernel and the guardian to the core.
+    /// Feeds the answers of the kernel and the guardian to the core (a take's answer waits
+    /// for its takeip script).
     fn feed_address_events(&mut self) {
         while let Some(e) = self.io.addresses.as_mut().and_then(Addresses::poll_event) {
-            self.feed(e);
+            let e = match self.io.scripts.as_mut() {
+                Some(sc) => sc.filter(e, self.node.tunables()),
+                None => Some(e),
+            };
+            if let Some(e) = e {
+                self.feed(e);
+            }
         }
+    }
+
+    /// Link changes: a public interface that lost or regained carrier (or went down or up)
+    /// is news for the core; other interfaces and repeats are not.
+    fn links_changed(&mut self) {
+        let Some(l) = self.io.links.as_mut() else {
+            return;
+        };
+        let events = match l.receive() {
+            Ok(e) => e,
+            Err(e) => {
+                log::warn!("link watch: {e}");
+                return;
+            }
+        };
+        for ev in events {
+            let public = self
+                .io
+                .public
+                .addresses
+                .iter()
+                .any(|a| a.interfaces.contains(&ev.name));
+            if !public {
+                continue;
+            }
+            let up = ev.up && ev.carrier && !ev.removed;
+            let known = self.io.link_state.iter().position(|(n, _)| *n == ev.name);
+            match known {
+                Some(i) if self.io.link_state[i].1 == up => continue,
+                Some(i) => self.io.link_state[i].1 = up,
+                None => self.io.link_state.push((ev.name.clone(), up)),
+            }
+            self.feed(Event::Carrier {
+                iface: &ev.name,
+                up,
+            });
+        }
+    }
+
+    /// What finished event scripts mean: answers and health for the core, removals for
+    /// netlink.
+    fn scripts_finished(&mut self) {
+        let Some(sc) = self.io.scripts.as_mut() else {
+            return;
+        };
+        let mut then = std::mem::take(&mut self.io.then);
+        sc.collect(self.node.tunables(), &mut then);
+        for t in then.drain(..) {
+            match t {
+                Then::Feed(e) => self.feed(e),
+                Then::Remove {
+                    addr,
+                    prefix,
+                    iface,
+                } => match self.io.addresses.as_mut() {
+                    Some(a) => a.release(addr, prefix, &iface),
+                    None => self.feed(Event::IpResult(IpResult {
+                        addr,
+                        op: IpOp::Release,
+                        error: None,
+                    })),
+                },
+            }
+        }
+        self.io.then = then;
+        self.feed_address_events();
     }
 
     /// A clean stop through the core (releases, goodbyes, closes), then the sockets go.
@@ -500,6 +653,9 @@ impl Daemon {
     fn shutdown_io(&mut self) {
         if let Some(a) = self.io.addresses.take() {
             a.close();
+        }
+        if let Some(sc) = self.io.scripts.take() {
+            sc.shut_down(self.node.tunables());
         }
         self.io.peers.clear();
         self.io.clients.clear();
@@ -729,6 +885,12 @@ impl Daemon {
         match client.read_request() {
             ClientRead::Pending => {}
             ClientRead::Line(line) => match Request::parse(&line) {
+                Ok(Request::ScriptStatus(event)) if self.io.scripts.is_some() => {
+                    let r = self.io.scripts.as_ref().map(|s| s.script_status(event));
+                    if let Some(r) = r {
+                        self.io.reply(id, &r);
+                    }
+                }
                 Ok(request) => self.feed(Event::Control {
                     client: id,
                     request,
@@ -768,6 +930,9 @@ impl Host for Io {
                 if let Some(a) = self.addresses.as_mut() {
                     a.release_all(&self.public);
                 }
+                if let Some(sc) = self.scripts.as_mut() {
+                    sc.released_all(&self.tunables);
+                }
             }
             Action::TakeIp {
                 addr,
@@ -776,6 +941,18 @@ impl Host for Io {
                 lifetime_secs,
                 not_after,
             } => match self.addresses.as_mut() {
+                Some(a) if self.scripts.is_some() => {
+                    if let Some(sc) = self.scripts.as_mut() {
+                        sc.taking(addr, prefix, &iface);
+                    }
+                    a.take(
+                        addr,
+                        prefix,
+                        &iface,
+                        lifetime_secs,
+                        not_after.to_std(self.origin),
+                    )
+                }
                 Some(a) => a.take(
                     addr,
                     prefix,
@@ -789,6 +966,15 @@ impl Host for Io {
                     error: Some(libc::ENOTSUP),
                 })),
             },
+            Action::ReleaseIp {
+                addr,
+                prefix,
+                iface,
+            } if self.scripts.is_some() => {
+                if let Some(sc) = self.scripts.as_mut() {
+                    sc.releasing(addr, prefix, &iface, &self.tunables);
+                }
+            }
             Action::ReleaseIp {
                 addr,
                 prefix,
@@ -816,6 +1002,9 @@ impl Host for Io {
     }
 
     fn notify(&mut self, n: Notification) {
+        if let Some(sc) = self.scripts.as_mut() {
+            sc.notified(&n, &self.tunables);
+        }
         match n {
             Notification::PeerConnected { pnn, address } => {
                 log::info!("node {pnn} ({address}) is connected")
@@ -857,6 +1046,10 @@ impl Host for Io {
             Notification::LeaseLost => {
                 log::warn!("lost the hosting lease (no majority vouches for this node)")
             }
+            Notification::RecoveryStarted { generation } => {
+                log::info!("recovery into generation {} started", generation.0)
+            }
+            Notification::IpReallocated => log::debug!("addresses reallocated"),
             Notification::TakeoverRun { moved, failed } => {
                 log::info!("takeover run: {moved} address(es) moved, {failed} not placed")
             }

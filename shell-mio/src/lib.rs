@@ -5,5 +5,6 @@ pub mod addresses;
 pub mod control_socket;
 pub mod daemon;
 pub mod descriptors;
+pub mod events;
 pub mod hosting;
 pub mod netio;

@@ -168,6 +168,9 @@ tunables! {
     monitor_interval: Duration = "MonitorInterval", default Duration::from_secs(15), range 10 * MS, HOUR;
     /// Bound on one event-script run.
     event_script_timeout: Duration = "EventScriptTimeout", default Duration::from_secs(30), range 10 * MS, HOUR;
+    /// Monitor events in a row that may time out before the node is marked UNHEALTHY (a
+    /// failing monitor marks it at once).
+    monitor_timeout_count: Count = "MonitorTimeoutCount", default 20, range 1, 1000;
     /// Do not move addresses back to a node that becomes healthy again.
     no_ip_failback: Bool = "NoIPFailback", default false, range 0, 1;
     /// Do not move addresses between healthy nodes to balance them.

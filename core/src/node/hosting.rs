@@ -54,6 +54,8 @@ pub(super) struct Hosting {
     /// Answers owed to whoever asked for a change that was cut short by everything going at
     /// once, for the dispatcher to deliver (a run must not wait for them until its timeout).
     pub answers: Vec<Done>,
+    /// Interfaces without carrier (or set down), as the shell reported them.
+    down: Vec<String>,
 }
 
 /// How long a hosting lease lasts after the stamp a majority echoed: long enough to be
@@ -78,6 +80,7 @@ impl Hosting {
             list_changed: true,
             allowed: false,
             answers: Vec::new(),
+            down: Vec::new(),
         };
         h.set_list(list);
         h
@@ -220,13 +223,21 @@ impl Hosting {
             );
             return done(false);
         };
+        let Some(up) = first_up(&self.addrs[i], &self.down) else {
+            log::info!(
+                "node {}: refusing to take {} (none of its interfaces has carrier)",
+                ctx.me.pnn,
+                ip.addr
+            );
+            return done(false);
+        };
         let a = &mut self.addrs[i];
         match a.state {
             HostState::Held => return done(true),
             HostState::Taking => a.asked_by = Some((from, generation)),
             HostState::Free | HostState::Releasing => {
                 a.state = HostState::Taking;
-                a.on = Some(0);
+                a.on = Some(up);
                 a.asked_by = Some((from, generation));
                 let lifetime_secs = kernel_lifetime(ctx);
                 ctx.act(Action::TakeIp {
@@ -308,13 +319,14 @@ impl Hosting {
         }
         self.list_changed = true;
         let (to, generation) = a.asked_by.take()?;
-        // A failed release still leaves the address, as far as we know, off this host.
+        // A failed release (its releaseip script failed) leaves the address off this host all
+        // the same; the recovery master hears of the failure and counts it against us.
         Some(Done {
             to,
             generation,
             ip: a.ip,
             op,
-            ok: ok || op == IpOp::Release,
+            ok,
         })
     }
 
@@ -334,7 +346,7 @@ impl Hosting {
     pub fn view(&self) -> impl Iterator<Item = Entry> + '_ {
         self.addrs.iter().map(|a| {
             let mut value = 0;
-            if !a.interfaces.is_empty() {
+            if first_up(a, &self.down).is_some() {
                 value |= IP_AVAILABLE;
             }
             if a.state != HostState::Free {
@@ -363,6 +375,69 @@ impl Hosting {
         }
         self.list_changed = true;
     }
+}
+
+impl Hosting {
+    /// Interface `iface` lost or regained carrier. What is on it (or being put on it) is
+    /// released at once, with no answer to anyone: our list, which now shows the addresses
+    /// that have no interface left as unavailable, tells the recovery master to move them.
+    /// A take under way on it fails (the answer is returned).
+    pub fn set_carrier(&mut self, ctx: &mut Ctx, iface: &str, up: bool) -> Vec<Done> {
+        let mut failed = Vec::new();
+        let known = self.down.iter().position(|d| d == iface);
+        match (up, known) {
+            (true, Some(i)) => {
+                self.down.swap_remove(i);
+            }
+            (false, None) => self.down.push(String::from(iface)),
+            _ => return failed,
+        }
+        log::warn!(
+            "node {}: interface {iface} is {}",
+            ctx.me.pnn,
+            if up { "up" } else { "down (no carrier)" }
+        );
+        self.list_changed = true;
+        if up {
+            return failed;
+        }
+        for a in &mut self.addrs {
+            let on_it =
+                a.on.and_then(|i| a.interfaces.get(i))
+                    .is_some_and(|n| n == iface);
+            if on_it && matches!(a.state, HostState::Held | HostState::Taking) {
+                if let (HostState::Taking, Some((to, generation))) = (a.state, a.asked_by) {
+                    failed.push(Done {
+                        to,
+                        generation,
+                        ip: a.ip,
+                        op: IpOp::Take,
+                        ok: false,
+                    });
+                }
+                a.asked_by = None;
+                a.state = HostState::Releasing;
+                ctx.act(Action::ReleaseIp {
+                    addr: a.ip.addr,
+                    prefix: a.ip.prefix,
+                    iface: String::from(iface),
+                });
+            }
+        }
+        failed
+    }
+
+    /// Whether `iface` has carrier, as far as this node was told.
+    pub fn link_up(&self, iface: &str) -> bool {
+        !self.down.iter().any(|d| d == iface)
+    }
+}
+
+/// The first of `a`'s interfaces that has carrier.
+fn first_up(a: &Local, down: &[String]) -> Option<usize> {
+    a.interfaces
+        .iter()
+        .position(|i| !down.iter().any(|d| d == i))
 }
 
 fn iface_of(a: &Local) -> String {

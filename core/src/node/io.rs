@@ -68,6 +68,26 @@ pub enum Event<'a> {
     /// The guardian removed every public address of this node while the daemon did not run
     /// (it was frozen), and told the peers so.
     Fenced,
+    /// The shell's health check (the `monitor` event, and `startup` until it succeeded)
+    /// judged this node healthy or not. An unhealthy node carries UNHEALTHY in its flags,
+    /// which every peer learns from its keepalives; the recovery master then moves its
+    /// addresses away (unless every node is unhealthy: CTDB's rule). Repeating the current
+    /// state changes nothing.
+    Health {
+        /// Healthy now.
+        healthy: bool,
+    },
+    /// Interface `iface` lost (`up == false`) or regained its carrier (or was set down or
+    /// up). An address whose interface goes down is released at once, and this node lists it
+    /// as unavailable while none of its interfaces is up, so the recovery master moves it;
+    /// when carrier returns the address may come back. Interfaces this node never heard of
+    /// are up.
+    Carrier {
+        /// The interface name.
+        iface: &'a str,
+        /// Carrier present (and the link administratively up).
+        up: bool,
+    },
 }
 
 /// What became of an address change the node asked for.
@@ -247,6 +267,17 @@ pub enum Notification {
     },
     /// This node lost its hosting lease (no majority vouches for it): it released everything.
     LeaseLost,
+    /// A recovery started on this node (as recovery master, or on the master's word): the
+    /// shell runs the `startrecovery` event. [`Notification::GenerationChanged`] marks its
+    /// end (`recovered`).
+    RecoveryStarted {
+        /// The generation it recovers into.
+        generation: Generation,
+    },
+    /// The recovery master announced the allocation of a takeover run (on the master: it
+    /// announced it): the shell runs the `ipreallocated` event. Every node of the cluster
+    /// hears it after every run.
+    IpReallocated,
     /// A takeover run of this node (as recovery master) ended.
     TakeoverRun {
         /// Addresses that moved.

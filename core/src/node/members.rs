@@ -36,6 +36,8 @@ struct Member {
 pub(super) const NO_HOSTING: NodeFlags = NodeFlags::DISABLED
     .union(NodeFlags::STOPPED)
     .union(NodeFlags::BANNED);
+/// Flags the allocation reads: a change of one of them (on any node) calls for a takeover run.
+const ALLOCATION_FLAGS: NodeFlags = NO_HOSTING.union(NodeFlags::UNHEALTHY);
 /// Flags that keep a node out of the election.
 const NOT_CANDIDATE: NodeFlags = NodeFlags::BANNED.union(NodeFlags::STOPPED);
 /// Flags that keep a node out of the vnnmap.
@@ -47,6 +49,9 @@ pub(super) struct Members {
     nodes: Vec<Member>,
     /// Our own administrative flags.
     own_flags: NodeFlags,
+    /// A flag that decides where addresses go (ours or a peer's) changed since the
+    /// dispatcher last looked: the allocation may change.
+    pub hosting_flags_changed: bool,
     /// Connected votes, self included, and expected votes (one per live slot).
     votes: usize,
     expected: usize,
@@ -81,6 +86,7 @@ impl Members {
         Members {
             nodes,
             own_flags: NodeFlags::empty(),
+            hosting_flags_changed: false,
             votes: 1,
             expected,
             never_seen: expected - 1,
@@ -143,6 +149,9 @@ impl Members {
         let m = &mut self.nodes[peer.index()];
         if m.flags == flags {
             return false;
+        }
+        if (m.flags.0 ^ flags.0) & ALLOCATION_FLAGS.0 != 0 {
+            self.hosting_flags_changed = true;
         }
         m.flags = flags;
         ctx.notify(Notification::FlagsChanged { pnn: peer, flags });
@@ -303,9 +312,27 @@ impl Members {
         self.own_flags_changed(ctx, before)
     }
 
+    /// The health check's verdict on this node (UNHEALTHY set or cleared). `true` if the
+    /// flags changed.
+    pub fn set_healthy(&mut self, ctx: &mut Ctx, healthy: bool) -> bool {
+        let before = self.own_flags;
+        self.own_flags.set(NodeFlags::UNHEALTHY, !healthy);
+        if self.own_flags != before {
+            if healthy {
+                log::info!("node {} is healthy", ctx.me.pnn);
+            } else {
+                log::warn!("node {} is unhealthy", ctx.me.pnn);
+            }
+        }
+        self.own_flags_changed(ctx, before)
+    }
+
     fn own_flags_changed(&mut self, ctx: &mut Ctx, before: NodeFlags) -> bool {
         if self.own_flags == before {
             return false;
+        }
+        if (self.own_flags.0 ^ before.0) & ALLOCATION_FLAGS.0 != 0 {
+            self.hosting_flags_changed = true;
         }
         ctx.view.flags = self.own_flags;
         ctx.notify(Notification::FlagsChanged {

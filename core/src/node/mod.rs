@@ -286,6 +286,13 @@ impl Node {
                 self.hosting.forget_all();
                 true
             }
+            Event::Health { healthy } => self.members.set_healthy(&mut self.ctx, healthy),
+            Event::Carrier { iface, up } => {
+                for done in self.hosting.set_carrier(&mut self.ctx, iface, up) {
+                    self.deliver(Some(done));
+                }
+                false
+            }
         };
         dirty |= self.take_transport_changes();
         dirty |= self.run_timers();
@@ -392,6 +399,7 @@ impl Node {
                 // master's frames arrive in order, so the last one is its latest word.
                 if peer == recmaster {
                     self.takeover.set_allocation(wire::entries(frame, &message));
+                    self.ctx.notify(Notification::IpReallocated);
                     self.check_allocation();
                 }
             }
@@ -408,6 +416,13 @@ impl Node {
                 }
             }
             Message::ReloadIps => self.ctx.act(Action::ReloadIps),
+            Message::Ban { secs } => {
+                if from_master && self.ctx.tunables.enable_bans {
+                    log::warn!("node {}: its recovery master bans it", self.ctx.me.pnn);
+                    let period = Duration::from_secs(u64::from(secs));
+                    dirty |= self.members.ban(&mut self.ctx, period);
+                }
+            }
         }
         dirty
     }
@@ -709,6 +724,18 @@ impl Node {
             self.recoveries.members()
         };
         self.health.set_echo_set(echo);
+        if let Some(p) = self.takeover.ban.take() {
+            let period = self.ctx.tunables.recovery_ban_period;
+            if p == self.ctx.me.pnn {
+                self.members.ban(&mut self.ctx, period);
+            } else {
+                let secs = period.as_secs().min(u64::from(u32::MAX)) as u32;
+                self.ctx.send(p, Message::Ban { secs });
+            }
+        }
+        if core::mem::take(&mut self.members.hosting_flags_changed) {
+            self.takeover.want_run();
+        }
         if acting && self.recoveries.mode() == RecoveryMode::Normal {
             self.takeover.watch_flags(&self.ctx, &self.members);
             let was_running = self.takeover.running();
@@ -781,6 +808,7 @@ impl Node {
             |entries| Message::IpReallocated { entries },
             |out| takeover.allocation_entries(out),
         );
+        self.ctx.notify(Notification::IpReallocated);
         self.check_allocation();
     }
 
@@ -1030,6 +1058,27 @@ impl Node {
         Promise::own(&self.ctx.tunables).dead_after()
     }
 
+    /// Every interface this node's public addresses may go on, in first-listed order: its
+    /// name, whether it has carrier (as the shell last said), and how many addresses are on
+    /// it now (`pharos ifaces`).
+    pub fn interfaces(&self) -> Vec<(String, bool, u32)> {
+        let mut out: Vec<(String, bool, u32)> = Vec::new();
+        for a in self.hosting.addrs() {
+            for name in &a.interfaces {
+                if !out.iter().any(|(n, _, _)| n == name) {
+                    out.push((name.clone(), self.hosting.link_up(name), 0));
+                }
+            }
+            let on = a.on.and_then(|i| a.interfaces.get(i));
+            if let (HostState::Held, Some(on)) = (a.state, on) {
+                if let Some(e) = out.iter_mut().find(|(n, _, _)| n == on) {
+                    e.2 += 1;
+                }
+            }
+        }
+        out
+    }
+
     /// What this node hosts, by address.
     pub fn hosted(&self) -> impl Iterator<Item = (IpAddr, HostState)> + '_ {
         self.hosting.addrs().iter().map(|a| (a.ip.addr, a.state))
@@ -1080,6 +1129,17 @@ impl Node {
                 self.ctx.broadcast(Message::ReloadIps);
                 Response::Done(None)
             }
+            Request::Ifaces => Response::Ifaces(
+                self.ctx.me.pnn,
+                self.interfaces()
+                    .into_iter()
+                    .map(|(name, link_up, references)| control::IfaceStatus {
+                        name,
+                        link_up,
+                        references,
+                    })
+                    .collect(),
+            ),
             Request::ListVars | Request::GetVar(_) | Request::SetVar(..) => {
                 Response::Error(format!("{request:?} not handled"))
             }
@@ -1100,3 +1160,6 @@ mod takeover_tests;
 
 #[cfg(test)]
 mod election_tests;
+
+#[cfg(test)]
+mod events_tests;

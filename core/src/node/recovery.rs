@@ -269,6 +269,7 @@ impl Recoveries {
         ctx.timers
             .set(Timer::RecoveryRun, ctx.now + ctx.tunables.recover_timeout);
         self.set_mode(ctx, RecoveryMode::Active, ctx.me.pnn);
+        ctx.notify(Notification::RecoveryStarted { generation });
         let me = ctx.me.pnn;
         for p in active.iter().filter(|&p| p != me) {
             ctx.send_in(p, Message::RecoveryStart { members: active }, generation);
@@ -378,6 +379,7 @@ impl Recoveries {
         // From the acknowledgement on, only the new members' leases are renewed by us.
         self.members = members;
         self.set_mode(ctx, RecoveryMode::Active, from);
+        ctx.notify(Notification::RecoveryStarted { generation });
         ctx.send_in(from, Message::RecoveryAck, generation);
     }
 

@@ -98,6 +98,10 @@ pub(super) struct Takeover {
     hosting_flags: Vec<NodeFlags>,
     /// A run ended and its allocation is still to be announced: (moved, failed).
     finished: Option<(u32, u32)>,
+    /// Per node: failed releases (CTDB's banning credits) and when the last one came.
+    culprits: Vec<(u32, Instant)>,
+    /// A node that earned a ban, for the dispatcher to ban.
+    pub ban: Option<Pnn>,
 }
 
 impl Takeover {
@@ -118,6 +122,8 @@ impl Takeover {
             news_during_run: false,
             hosting_flags: alloc::vec![NodeFlags::empty(); n],
             finished: None,
+            culprits: alloc::vec![(0, Instant::ZERO); n],
+            ban: None,
         }
     }
 
@@ -323,13 +329,18 @@ impl Takeover {
         let me = ctx.me.pnn;
         let n = ctx.nodes.len();
         let reachable = |p: Pnn| p == me || members.is_connected(p);
-        let may_host = |p: Pnn| {
-            vnnmap.contains(p)
-                && reachable(p)
-                && !members
-                    .flags_of(ctx, p)
-                    .intersects(NO_HOSTING.union(NodeFlags::UNHEALTHY))
+        let active = |p: Pnn| {
+            vnnmap.contains(p) && reachable(p) && !members.flags_of(ctx, p).intersects(NO_HOSTING)
         };
+        let unhealthy = |p: Pnn| members.flags_of(ctx, p).contains(NodeFlags::UNHEALTHY);
+        // CTDB's rule (`set_ipflags_internal`, NoIPHostOnAllDisabled at its default 0): an
+        // unhealthy node hosts nothing while a healthy one can, and when every node is
+        // unhealthy they all host, so the addresses stay reachable.
+        let all_unhealthy = (0..n)
+            .map(|i| Pnn(i as u32))
+            .filter(|&p| active(p))
+            .all(unhealthy);
+        let may_host = |p: Pnn| active(p) && (all_unhealthy || !unhealthy(p));
         let mut inputs: Vec<AddressInput> = Vec::new();
         let mut holders: Vec<(NodeSet, NodeSet)> = Vec::new();
         for ip in self.known() {
@@ -504,9 +515,13 @@ impl Takeover {
         op: IpOp,
         ok: bool,
     ) {
-        // Answered: from now on `from`'s list and answers say whether it holds `ip`.
-        self.unanswered
-            .retain(|&(a, p)| !(p == from && a.addr == ip.addr));
+        // Answered: from now on `from`'s list and answers say whether it holds `ip`. Not a
+        // failed take: the node may still be removing it (carrier lost mid-take), so it stays
+        // a possible holder until it answers a release (the next run asks it for one).
+        if ok || op == IpOp::Release {
+            self.unanswered
+                .retain(|&(a, p)| !(p == from && a.addr == ip.addr));
+        }
         // The answer is news about `from`'s host, whether or not a run still waits for it:
         // its next list may be on its way behind the answer, and the next plan must not miss
         // an address it just took.
@@ -536,6 +551,7 @@ impl Takeover {
                 s.releasing.remove(from);
                 if !ok {
                     log::warn!("node {from} could not release {}", ip.addr);
+                    self.culprit(ctx, from);
                 }
             }
             (IpOp::Take, Phase::Take) if s.to == Some(from) => {
@@ -544,6 +560,30 @@ impl Takeover {
             _ => return,
         }
         self.advance(ctx, members);
+    }
+
+    /// `pnn` failed a release: one credit (CTDB's `ctdb_set_culprit_count`: credits older
+    /// than RecoveryGracePeriod are forgiven first). At twice the number of nodes it is banned
+    /// for RecoveryBanPeriod (CTDB's `ban_misbehaving_nodes`), if EnableBans.
+    fn culprit(&mut self, ctx: &Ctx, pnn: Pnn) {
+        let n = self.culprits.len() as u32;
+        let Some(c) = self.culprits.get_mut(pnn.index()) else {
+            return;
+        };
+        if c.0 > 0 && ctx.now - c.1 > ctx.tunables.recovery_grace_period {
+            c.0 = 0;
+        }
+        c.0 += 1;
+        c.1 = ctx.now;
+        if c.0 >= 2 * n && ctx.tunables.enable_bans {
+            log::warn!(
+                "node {}: node {pnn} failed {} releases: banning it",
+                ctx.me.pnn,
+                c.0
+            );
+            c.0 = 0;
+            self.ban = Some(pnn);
+        }
     }
 
     /// The run is over: everyone learns who hosts what.

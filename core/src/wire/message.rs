@@ -46,6 +46,9 @@ pub enum Op {
     /// A node's guardian removed every address of the node's life named in the payload
     /// (the daemon died or hung). Sent on a fresh connection, without a Hello.
     Fenced = 16,
+    /// The recovery master bans the receiver (its releases keep failing: CTDB's culprit
+    /// rule).
+    Ban = 17,
 }
 
 impl Op {
@@ -68,6 +71,7 @@ impl Op {
             14 => Op::MoveIp,
             15 => Op::ReloadIps,
             16 => Op::Fenced,
+            17 => Op::Ban,
             _ => return None,
         })
     }
@@ -85,6 +89,7 @@ impl Op {
                 | Op::ReleaseIp
                 | Op::IpDone
                 | Op::IpReallocated
+                | Op::Ban
         )
     }
 
@@ -327,6 +332,11 @@ pub enum Message {
         /// The life (the incarnation of its Hello).
         incarnation: u64,
     },
+    /// Ban yourself for this many seconds.
+    Ban {
+        /// Seconds.
+        secs: u32,
+    },
 }
 
 const HELLO_LEN: usize = 24 + Liveness::BYTES;
@@ -360,6 +370,7 @@ impl Message {
             Message::MoveIp { .. } => Op::MoveIp,
             Message::ReloadIps => Op::ReloadIps,
             Message::Fenced { .. } => Op::Fenced,
+            Message::Ban { .. } => Op::Ban,
         }
     }
 
@@ -387,6 +398,7 @@ impl Message {
             Op::IpDone => IP_DONE_LEN,
             Op::MoveIp => WireIp::BYTES + 4,
             Op::Fenced => 8,
+            Op::Ban => 4,
         }
     }
 
@@ -473,6 +485,9 @@ impl Message {
             Op::Fenced => Message::Fenced {
                 incarnation: read_u64(p, 0),
             },
+            Op::Ban => Message::Ban {
+                secs: read_u32(p, 0),
+            },
         })
     }
 
@@ -519,6 +534,7 @@ impl Message {
                 put(&pnn.0.to_le_bytes());
             }
             Message::Fenced { incarnation } => put(&incarnation.to_le_bytes()),
+            Message::Ban { secs } => put(&secs.to_le_bytes()),
         }
     }
 }

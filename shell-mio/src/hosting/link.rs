@@ -1,7 +1,7 @@
 //! Link state changes (`RTMGRP_LINK`): an interface going up or down, or losing its carrier.
 //! A small separate socket, so that multicast events never mix with the answers of
-//! [`super::netlink::Netlink`]. Not wired to anything yet (a later issue will make a node whose
-//! public interface loses its carrier give its addresses away).
+//! [`super::netlink::Netlink`]. pharosd tells the core when one of its public interfaces
+//! loses or regains carrier ([`pharos_core::Event::Carrier`]).
 
 use super::netlink::next_message;
 use netlink_packet_core::{NetlinkMessage, NetlinkPayload, NLM_F_DUMP, NLM_F_REQUEST};
