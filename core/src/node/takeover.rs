@@ -491,6 +491,21 @@ impl Takeover {
                     "node {me}: takeover of {} did not complete within TakeoverTimeout",
                     s.ip.addr
                 );
+                // A reachable node that never answered is treated as failed and banned
+                // (CTDB's takeover_fail_callback): banned, it releases everything itself, and
+                // the next run moves its addresses. One ban per run; the others follow.
+                let silent = s.releasing.iter().next().or(match s.phase {
+                    Phase::Take => s.to.filter(|&t| t != me),
+                    _ => None,
+                });
+                if let Some(p) = silent {
+                    if ctx.tunables.enable_bans && self.ban.is_none() {
+                        log::warn!(
+                            "node {me}: node {p} did not answer within TakeoverTimeout: banning it"
+                        );
+                        self.ban = Some(p);
+                    }
+                }
                 s.phase = Phase::Failed;
             }
         }
