@@ -447,8 +447,9 @@ pub struct World {
     check_at: Option<Instant>,
     /// Every fault applied, for reports.
     faults: Vec<(Instant, Fault)>,
-    /// The one drive path, shared by every node's shell (taken out while it runs).
-    driver: Driver,
+    /// The one drive path, shared by every node's shell (taken out while it runs, so its
+    /// buffers are reused rather than made anew).
+    driver: Option<Driver>,
     /// Every `ReleaseAllIps` a node asked for: when, and which node.
     released: Vec<(Instant, usize)>,
     /// Frames delivered to one node, kept while a test or bench asks ([`World::capture`]).
@@ -587,7 +588,7 @@ impl World {
             lock_outs: Vec::new(),
             check_at: None,
             faults: Vec::new(),
-            driver: Driver::new(),
+            driver: Some(Driver::new()),
             released: Vec::new(),
             capture: None,
             cfg,
@@ -1510,10 +1511,10 @@ impl World {
 
     /// Carries out what node `i` (out of its slot) has to say, through the drive path.
     fn drain_node(&mut self, i: usize, node: &mut Node) {
-        let mut driver = core::mem::take(&mut self.driver);
+        let mut driver = self.driver.take().unwrap_or_default();
         let now = self.now;
         driver.drain(node, now, &mut Shell { w: self, i });
-        self.driver = driver;
+        self.driver = Some(driver);
     }
 
     /// Drains a node's outputs outside `handle` (after a start).
