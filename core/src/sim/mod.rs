@@ -32,6 +32,7 @@ pub mod hosting;
 pub mod invariants;
 pub mod lock;
 pub mod net;
+mod queue;
 pub mod runner;
 pub mod trace;
 
@@ -50,16 +51,17 @@ use crate::rng::Rng;
 use crate::time::Instant;
 use crate::types::{ClientId, ConnId, Link, NodeFlags, Pnn};
 use crate::wire::{self, Message};
-use alloc::collections::{BinaryHeap, VecDeque};
+use alloc::boxed::Box;
+use alloc::collections::VecDeque;
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
-use core::cmp::Ordering;
 use core::fmt;
 use core::net::{IpAddr, Ipv4Addr};
 use core::time::Duration;
 use invariants::{Checker, Liveness, Snapshot, View};
 use net::{Arrival, Frame, Net, Segment};
+use queue::Queue;
 use trace::Trace;
 
 /// What the node under test implements; the checks that need more stay off.
@@ -363,32 +365,9 @@ enum Pending {
     Check,
 }
 
-struct Entry {
-    at: Instant,
-    seq: u64,
-    p: Pending,
-}
-
-impl PartialEq for Entry {
-    fn eq(&self, o: &Self) -> bool {
-        (self.at, self.seq) == (o.at, o.seq)
-    }
-}
-impl Eq for Entry {}
-impl PartialOrd for Entry {
-    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
-        Some(self.cmp(o))
-    }
-}
-impl Ord for Entry {
-    /// Reversed: the heap pops the earliest, then the first queued.
-    fn cmp(&self, o: &Self) -> Ordering {
-        (o.at, o.seq).cmp(&(self.at, self.seq))
-    }
-}
-
 struct Slot {
-    node: Option<Node>,
+    /// Boxed: a daemon is taken out of its slot for every input, and a `Node` is large.
+    node: Option<Box<Node>>,
     state: NodeState,
     life: u64,
     /// Inputs held while frozen, and while they are being drained after a thaw.
@@ -422,8 +401,7 @@ pub struct World {
     bounds: Bounds,
     nodes_file: NodesFile,
     now: Instant,
-    seq: u64,
-    queue: BinaryHeap<Entry>,
+    queue: Queue<Pending>,
     slots: Vec<Slot>,
     obs: Vec<NodeObs>,
     /// `votes_lost[i][j]`: `None` while j counts as a vote for i (running, both paths up),
@@ -565,10 +543,9 @@ impl World {
             bounds,
             nodes_file,
             now: Instant::ZERO,
-            seq: 0,
             // Room for a timer per node and a few segments per link: a steady state never
             // grows the queue (growing allocates).
-            queue: BinaryHeap::with_capacity(64 + 8 * n * n),
+            queue: Queue::with_capacity(64 + 8 * n * n),
             slots,
             obs: alloc::vec![NodeObs::DOWN; n],
             votes_lost: alloc::vec![alloc::vec![Some(Instant::ZERO); n]; n],
@@ -614,7 +591,7 @@ impl World {
 
     /// Node `i`'s daemon, if it runs (frozen or not).
     pub fn node(&self, i: usize) -> Option<&Node> {
-        self.slots[i].node.as_ref()
+        self.slots[i].node.as_deref()
     }
 
     /// Node `i`'s process state.
@@ -805,7 +782,7 @@ impl World {
     /// Ends the world, keeping node `i`'s daemon, to drive it alone (the hot-path bench
     /// replays captured frames to it through its own drive path).
     pub fn into_node(mut self, i: usize) -> Option<Node> {
-        self.slots[i].node.take()
+        self.slots[i].node.take().map(|n| *n)
     }
 
     /// Whether the cluster is in its steady state: every daemon runs and sees every other
@@ -863,8 +840,8 @@ impl World {
     /// Runs until `t` (or the first violation).
     pub fn run_until(&mut self, t: Instant) -> Result<(), Violation> {
         while self.violation.is_none() {
-            match self.queue.peek() {
-                Some(e) if e.at <= t => self.step(),
+            match self.queue.next_at() {
+                Some(at) if at <= t => self.step(),
                 _ => break,
             }
         }
@@ -892,8 +869,8 @@ impl World {
             if cond(self) {
                 return Ok(Some(self.now - start));
             }
-            match self.queue.peek() {
-                Some(e) if e.at <= end => self.step(),
+            match self.queue.next_at() {
+                Some(at) if at <= end => self.step(),
                 _ => {
                     self.now = self.now.max(end);
                     return Ok(None);
@@ -912,19 +889,16 @@ impl World {
     // ----- the machinery -----
 
     fn push(&mut self, at: Instant, p: Pending) {
-        self.seq += 1;
-        self.queue.push(Entry {
-            at,
-            seq: self.seq,
-            p,
-        });
+        self.queue.push(at, p);
     }
 
     fn step(&mut self) {
-        let Some(e) = self.queue.pop() else { return };
-        self.now = self.now.max(e.at);
+        let Some((at, p)) = self.queue.pop() else {
+            return;
+        };
+        self.now = self.now.max(at);
         self.steps += 1;
-        match e.p {
+        match p {
             Pending::Input { to, life, input } => {
                 let s = &mut self.slots[to];
                 if s.life != life || s.node.is_none() {
@@ -1159,7 +1133,7 @@ impl World {
         let seed = self.node_rng.next_u64();
         let node = Node::new(config, seed, self.now);
         let s = &mut self.slots[i];
-        s.node = Some(node);
+        s.node = Some(Box::new(node));
         s.state = NodeState::Running;
         s.since = self.now;
         s.life = life;
@@ -1492,7 +1466,7 @@ impl World {
         self.after_handle(i, node, r);
     }
 
-    fn after_handle(&mut self, i: usize, mut node: Node, r: Result<(), crate::Error>) {
+    fn after_handle(&mut self, i: usize, mut node: Box<Node>, r: Result<(), crate::Error>) {
         self.events += 1;
         if let Err(e) = r {
             self.violate(
