@@ -543,9 +543,9 @@ impl World {
             bounds,
             nodes_file,
             now: Instant::ZERO,
-            // Room for a timer per node and a few segments per link: a steady state never
-            // grows the queue (growing allocates).
-            queue: Queue::with_capacity(64 + 8 * n * n),
+            // Room for a timer per node and a few segments per link (within reason for big
+            // worlds): a steady state never grows the queue (growing allocates).
+            queue: Queue::with_capacity((64 + 8 * n * n).min(1 << 14)),
             slots,
             obs: alloc::vec![NodeObs::DOWN; n],
             votes_lost: alloc::vec![alloc::vec![Some(Instant::ZERO); n]; n],
