@@ -101,10 +101,14 @@ impl Trace {
     }
 
     /// Appends the line `TIME WHO WHAT`.
+    #[inline]
     pub fn record(&mut self, now: Instant, who: &dyn fmt::Display, what: fmt::Arguments<'_>) {
-        if !self.on {
-            return;
+        if self.on {
+            self.write(now, who, what);
         }
+    }
+
+    fn write(&mut self, now: Instant, who: &dyn fmt::Display, what: fmt::Arguments<'_>) {
         self.buf.clear();
         // Writing into a String cannot fail.
         let _ = write!(self.buf, "{} ", Secs(now));
