@@ -79,7 +79,7 @@ fn signal_name(sig: i32) -> &'static str {
 }
 
 /// A running daemon: sockets bound, node created. The node is fed through the one drive path
-/// ([`Driver`]); [`Io`] is what it acts on.
+/// ([`Driver`]); `Io` is what it acts on.
 pub struct Daemon {
     node: Node,
     driver: Driver,
