@@ -52,5 +52,3 @@ pub use types::{ClientId, ConnId, Generation, Link, NodeFlags, Pnn};
 
 #[cfg(feature = "sim")]
 pub mod sim;
-#[cfg(any(test, feature = "testing"))]
-pub mod testing;
