@@ -1,6 +1,6 @@
 //! A flood of small valid frames from one connection must not stall pharosd's loop (issue 9,
 //! item 5): three nodes, node 2 (127.0.0.2) not started, a client bound to 127.0.0.2 floods
-//! node 1's cluster port with 48-byte keepalives while node 1 keeps answering its control socket,
+//! node 1's cluster port with keepalives (64 bytes) while node 1 keeps answering its control socket,
 //! keeps node 3 connected and stays quorate. And what the read budget leaves unread is read on
 //! later turns, although no new readiness announces it.
 
@@ -19,7 +19,11 @@ use std::time::{Duration, Instant};
 /// How long the flood lasts.
 const FLOOD: Duration = Duration::from_secs(4);
 
-/// A Hello from PNN 1 to PNN 0, then `count` keepalives (48 bytes each), as one buffer.
+/// The size of a keepalive frame on the wire.
+const KEEPALIVE_LEN: usize = wire::HEADER_LEN + 36;
+
+/// A Hello from PNN 1 to PNN 0, then `count` keepalives ([`KEEPALIVE_LEN`] bytes each), as one
+/// buffer.
 fn frames(count: usize) -> Vec<u8> {
     frames_with_last_flags(count, NodeFlags::empty())
 }
@@ -73,9 +77,9 @@ fn frames_with_last_flags(count: usize, last: NodeFlags) -> Vec<u8> {
     });
     wire::encode(&header(Op::Keepalive), &keepalive, &mut out);
     assert_eq!(
-        (out.len() - start) / count,
-        48,
-        "keepalive frames are 48 bytes"
+        out.len() - start,
+        count * KEEPALIVE_LEN,
+        "keepalive frames are {KEEPALIVE_LEN} bytes"
     );
     out
 }
@@ -104,7 +108,8 @@ fn a_flood_of_small_frames_does_not_stall_the_loop() {
         let (flooding, sent) = (flooding.clone(), sent.clone());
         std::thread::spawn(move || {
             let all = frames(1024);
-            let (hello_len, keepalives) = (all.len() - 1024 * 48, &all[all.len() - 1024 * 48..]);
+            let hello_len = all.len() - 1024 * KEEPALIVE_LEN;
+            let keepalives = &all[hello_len..];
             let _ = stream.write_all(&all[..hello_len]);
             let start = Instant::now();
             while start.elapsed() < FLOOD {
@@ -122,7 +127,8 @@ fn a_flood_of_small_frames_does_not_stall_the_loop() {
     let mut answered_during_flood = 0;
     let mut slowest = Duration::ZERO;
     let mut problems = Vec::new();
-    while flooding.load(Ordering::SeqCst) {
+    // The flooder's end (also a panic) ends this loop.
+    while flooding.load(Ordering::SeqCst) && !flooder.is_finished() {
         let asked = Instant::now();
         let status = c.status(0);
         let took = asked.elapsed();
@@ -153,7 +159,7 @@ fn a_flood_of_small_frames_does_not_stall_the_loop() {
         "flood: {:.1} MB in {FLOOD:?} ({} frames); {answered_during_flood} status answers during \
          it, slowest {slowest:?}",
         sent as f64 / 1e6,
-        sent / 48
+        sent / KEEPALIVE_LEN as u64
     );
     assert!(
         sent >= 1_000_000,
@@ -200,7 +206,11 @@ fn a_burst_beyond_the_read_budget_is_read_to_its_end() {
     // While the daemon is stopped, more than one turn's read budget (64 KiB) of keepalives
     // lands in its receive queue, the last one saying DISABLED. Then nothing more is sent: no
     // new readiness will tell the daemon that bytes are left after its first turn's read.
-    let burst = frames_with_last_flags(2000, NodeFlags::DISABLED);
+    // A little more than one budget: the receive queue of a stopped daemon holds about 100 KiB.
+    let burst = frames_with_last_flags(
+        pharos_mio::daemon::READ_BUDGET / KEEPALIVE_LEN + 200,
+        NodeFlags::DISABLED,
+    );
     assert!(burst.len() > pharos_mio::daemon::READ_BUDGET);
     c.signal(0, libc::SIGSTOP);
     fake.set_write_timeout(Some(Duration::from_secs(5)))

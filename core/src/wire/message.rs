@@ -449,6 +449,8 @@ impl Message {
             }
             Op::TakeIp => Message::TakeIp { ip: ip_at(0)? },
             Op::ReleaseIp => Message::ReleaseIp { ip: ip_at(0)? },
+            // The two bytes after `op` and `ok` are reserved and zero (one encoding per frame).
+            Op::IpDone if p[WireIp::BYTES + 2..WireIp::BYTES + 4] != [0, 0] => return Err(bad),
             Op::IpDone => Message::IpDone {
                 ip: ip_at(0)?,
                 op: match p[WireIp::BYTES] {

@@ -161,6 +161,32 @@ fn address_padding_is_refused() {
     }
 }
 
+/// IpDone's reserved bytes are zero, or the frame is refused (found by frame_decode too).
+#[test]
+fn ip_done_reserved_bytes_are_refused() {
+    let ip = WireIp {
+        addr: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 7)),
+        prefix: 24,
+    };
+    let done = Message::IpDone {
+        ip,
+        op: IpOp::Release,
+        ok: true,
+    };
+    let mut v = Vec::new();
+    encode(&header(Op::IpDone), &done, &mut v);
+    assert_eq!(decode(&v), Ok((header(Op::IpDone), done)));
+    for at in [HEADER_LEN + 22, HEADER_LEN + 23] {
+        let mut w = v.clone();
+        w[at] = 1;
+        assert_eq!(
+            decode(&w),
+            Err(WireError::BadPayload(Op::IpDone)),
+            "byte {at}"
+        );
+    }
+}
+
 /// Random and truncated inputs: never a panic, always a definite answer.
 #[test]
 fn random_and_truncated_bytes_never_panic() {
