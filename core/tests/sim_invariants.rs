@@ -51,6 +51,7 @@ struct State {
     lock: Option<Holder>,
     hosting: Hosting,
     votes_lost: Vec<Vec<Option<Instant>>>,
+    unheard_since: Vec<Vec<Option<Instant>>>,
     bounds: Bounds,
 }
 
@@ -66,6 +67,7 @@ impl State {
                 Duration::from_secs(3),
             ),
             votes_lost: vec![vec![None; n]; n],
+            unheard_since: vec![vec![None; n]; n],
             bounds: bounds(Capabilities::CURRENT),
         }
     }
@@ -77,6 +79,7 @@ impl State {
             lock: self.lock,
             hosting: &self.hosting,
             votes_lost: &self.votes_lost,
+            unheard_since: &self.unheard_since,
             bounds: &self.bounds,
         })
     }

@@ -49,7 +49,7 @@ use crate::drive::{Driver, Feedback, Host};
 use crate::node::{Action, Event, LockResult, Node, NodeConfig, Notification};
 use crate::rng::Rng;
 use crate::time::Instant;
-use crate::types::{ClientId, ConnId, Link, NodeFlags, Pnn};
+use crate::types::{ClientId, ConnId, Link, NodeFlags, NodeSet, Pnn};
 use crate::wire::{self, Message};
 use alloc::boxed::Box;
 use alloc::collections::VecDeque;
@@ -448,6 +448,9 @@ pub struct World {
     /// `votes_lost[i][j]`: `None` while j counts as a vote for i (running, both paths up),
     /// else since when it does not.
     votes_lost: Vec<Vec<Option<Instant>>>,
+    /// `unheard_since[i][j]`: `None` while i can hear j (j's daemon runs, the path j -> i is
+    /// up), else since when it cannot.
+    unheard_since: Vec<Vec<Option<Instant>>>,
     net: Net,
     lock: LockService,
     hosting: Hosting,
@@ -594,6 +597,7 @@ impl World {
             slots,
             obs: alloc::vec![NodeObs::DOWN; n],
             votes_lost: alloc::vec![alloc::vec![Some(Instant::ZERO); n]; n],
+            unheard_since: alloc::vec![alloc::vec![Some(Instant::ZERO); n]; n],
             net: Net::new(n, cfg.net.clone()),
             lock: LockService::new(n, cfg.lock),
             hosting: Hosting::new(n, cfg.ips.clone(), cfg.ip_lease),
@@ -1037,6 +1041,7 @@ impl World {
             lock: self.lock.holder(self.now),
             hosting: &self.hosting,
             votes_lost: &self.votes_lost,
+            unheard_since: &self.unheard_since,
             bounds: &self.bounds,
         };
         if let Err((rule, message)) = self.checker.check(&snap) {
@@ -1085,21 +1090,23 @@ impl World {
     }
 
     /// Ground truth: which running daemons each node can exchange segments with both ways (a
-    /// frozen daemon is no vote: it sends nothing), and since when the others are not.
+    /// frozen daemon is no vote: it sends nothing), which it can hear, and since when not.
     fn update_reach(&mut self) {
         let n = self.cfg.nodes;
+        let now = self.now;
+        let since = |v: &mut Option<Instant>, ok: bool| {
+            if ok {
+                *v = None;
+            } else if v.is_none() {
+                *v = Some(now);
+            }
+        };
         for i in 0..n {
             for j in 0..n {
-                let vote = i != j
-                    && self.slots[j].state == NodeState::Running
-                    && self.net.path(i, j)
-                    && self.net.path(j, i);
-                let v = &mut self.votes_lost[i][j];
-                if vote {
-                    *v = None;
-                } else if v.is_none() {
-                    *v = Some(self.now);
-                }
+                let runs = self.slots[j].state == NodeState::Running;
+                let hears = i != j && runs && self.net.path(j, i);
+                since(&mut self.unheard_since[i][j], hears);
+                since(&mut self.votes_lost[i][j], hears && self.net.path(i, j));
             }
         }
     }
@@ -1123,6 +1130,15 @@ impl World {
                 generation: n.generation(),
                 quorate: n.quorate(),
                 flags: n.flags_of(n.pnn()),
+                connected: {
+                    let mut c = NodeSet::new();
+                    for j in (0..self.cfg.nodes).map(|j| Pnn(j as u32)) {
+                        if j != n.pnn() && !n.flags_of(j).contains(NodeFlags::DISCONNECTED) {
+                            c.insert(j);
+                        }
+                    }
+                    c
+                },
             },
         };
         if o != self.obs[i] {

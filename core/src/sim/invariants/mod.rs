@@ -5,8 +5,10 @@
 //! fabricated states in tests. Liveness ([`liveness`]) is checked from the moment the faults
 //! stop, against bounds derived from the tunables ([`Bounds`]).
 
+pub mod detection;
 pub mod generation;
 pub mod hosting;
+pub mod lead;
 pub mod liveness;
 pub mod lock;
 pub mod quorum;
@@ -15,7 +17,7 @@ pub mod recmaster;
 use super::hosting::Hosting;
 use super::lock::Holder;
 use crate::time::Instant;
-use crate::types::{Generation, NodeFlags, Pnn};
+use crate::types::{Generation, NodeFlags, NodeSet, Pnn};
 use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -58,6 +60,8 @@ pub struct NodeObs {
     pub quorate: bool,
     /// Its own administrative flags.
     pub flags: NodeFlags,
+    /// The peers it shows connected (`flags_of(p)` without DISCONNECTED), itself excluded.
+    pub connected: NodeSet,
 }
 
 impl NodeObs {
@@ -72,6 +76,7 @@ impl NodeObs {
         generation: Generation(0),
         quorate: false,
         flags: NodeFlags::empty(),
+        connected: NodeSet::new(),
     };
 
     /// Whether the daemon can act now (running, not frozen).
@@ -84,7 +89,7 @@ impl fmt::Display for NodeObs {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{:?} life={} recmaster={} gen={} quorate={} lock={} acting={} flags={}",
+            "{:?} life={} recmaster={} gen={} quorate={} lock={} acting={} flags={} connected={:?}",
             self.state,
             self.life,
             self.recmaster,
@@ -92,7 +97,8 @@ impl fmt::Display for NodeObs {
             self.quorate,
             self.holds_lock,
             self.acting,
-            self.flags
+            self.flags,
+            self.connected
         )
     }
 }
@@ -111,6 +117,9 @@ pub struct Snapshot<'a> {
     /// Ground truth: `votes_lost[i][j]` is `None` while node j's running daemon can exchange
     /// segments with node i both ways (a vote i may count), else since when it cannot.
     pub votes_lost: &'a [Vec<Option<Instant>>],
+    /// Ground truth: `unheard_since[i][j]` is `None` while node j's daemon runs (not frozen)
+    /// and the path j -> i is up (i can hear j), else since when i cannot.
+    pub unheard_since: &'a [Vec<Option<Instant>>],
     /// The bounds of this run.
     pub bounds: &'a Bounds,
 }
@@ -179,6 +188,8 @@ impl Checker {
                 Box::new(generation::GenerationsGrow::new(n)),
                 Box::new(hosting::NoAddressTwice::default()),
                 Box::new(quorum::ReleaseWithoutQuorum),
+                Box::new(lead::NoLeadWithoutQuorum),
+                Box::new(detection::SilentPeerDisconnected),
             ],
         }
     }
@@ -319,6 +330,53 @@ impl fmt::Display for Bounds {
             Dur(self.ip_lease)
         )
     }
+}
+
+/// When node `i`, unless it can count on a majority again, must have noticed that it cannot:
+/// `max(L, since) + detect`, where `L` is when it lost the last vote it needs (the k-th most
+/// recent loss, k being how many lost peers it would need besides those it can still reach;
+/// ground truth from [`Snapshot::votes_lost`]) and `since` when it last started or was
+/// thawed. `None` while it can count on a majority. From then on it releases its addresses
+/// ([`quorum`]) and does not lead ([`lead`]).
+pub fn majority_lost_deadline(s: &Snapshot<'_>, i: usize) -> Option<Instant> {
+    let n = s.nodes.len();
+    let needed = n / 2; // others, besides itself, for a strict majority
+    let mut reachable = 0;
+    let mut lost: Vec<Instant> = Vec::new();
+    for j in 0..n {
+        if j == i {
+            continue;
+        }
+        match s.votes_lost[i][j] {
+            None => reachable += 1,
+            Some(t) => lost.push(t),
+        }
+    }
+    if reachable >= needed {
+        return None;
+    }
+    let k = needed - reachable;
+    // Most recent first: the k-th is the last loss that still leaves a majority possible.
+    lost.sort_unstable_by(|a, b| b.cmp(a));
+    let last = *lost.get(k - 1)?;
+    Some(last.max(s.nodes[i].since) + s.bounds.detect)
+}
+
+/// ` n1:reachable n2:lost@12.5` for error messages: node `i`'s votes, from the ground truth.
+pub(crate) fn votes_text(s: &Snapshot<'_>, i: usize) -> String {
+    let mut votes = String::new();
+    for (j, l) in s.votes_lost[i].iter().enumerate() {
+        if j != i {
+            let _ = match l {
+                None => fmt::Write::write_fmt(&mut votes, format_args!(" n{j}:reachable")),
+                Some(t) => fmt::Write::write_fmt(
+                    &mut votes,
+                    format_args!(" n{j}:lost@{}", super::trace::Secs(*t).to_string_trimmed()),
+                ),
+            };
+        }
+    }
+    votes
 }
 
 /// `n0,n3` for error messages.
