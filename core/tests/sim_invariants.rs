@@ -5,14 +5,17 @@
 use core::net::IpAddr;
 use core::time::Duration;
 use pharos_core::config::Tunables;
+use pharos_core::node::NodeConfig;
 use pharos_core::sim::invariants::{
-    generation::GenerationsGrow, hosting::NoAddressTwice, lock::LockExclusive,
-    quorum::ReleaseWithoutQuorum, recmaster::OneRecmasterPerGeneration, Invariant, Liveness, View,
+    detection::SilentPeerDisconnected, generation::GenerationsGrow, hosting::NoAddressTwice,
+    lead::NoLeadWithoutQuorum, lock::LockExclusive, quorum::ReleaseWithoutQuorum,
+    recmaster::OneRecmasterPerGeneration, Invariant, Liveness, View,
 };
 use pharos_core::sim::{
     BoundInputs, Bounds, Capabilities, Fault, Holder, Hosting, LockConfig, NodeObs, NodeState,
-    SimConfig, World,
+    SimConfig, StartInfo, World,
 };
+use pharos_core::types::NodeSet;
 use pharos_core::{Generation, Instant, NodeFlags, Pnn};
 
 fn secs(s: f64) -> Instant {
@@ -72,8 +75,8 @@ impl State {
         }
     }
 
-    fn check(&self, inv: &mut dyn Invariant) -> Result<(), String> {
-        inv.check(&pharos_core::sim::invariants::Snapshot {
+    fn snapshot(&self) -> pharos_core::sim::invariants::Snapshot<'_> {
+        pharos_core::sim::invariants::Snapshot {
             now: self.now,
             nodes: &self.nodes,
             lock: self.lock,
@@ -81,8 +84,29 @@ impl State {
             votes_lost: &self.votes_lost,
             unheard_since: &self.unheard_since,
             bounds: &self.bounds,
-        })
+        }
     }
+
+    fn check(&self, inv: &mut dyn Invariant) -> Result<(), String> {
+        inv.check(&self.snapshot())
+    }
+
+    /// Every node shows every other connected.
+    fn all_connected(mut self) -> Self {
+        let n = self.nodes.len();
+        for (i, o) in self.nodes.iter_mut().enumerate() {
+            o.connected = set((0..n).filter(|&j| j != i));
+        }
+        self
+    }
+}
+
+fn set(nodes: impl IntoIterator<Item = usize>) -> NodeSet {
+    let mut s = NodeSet::new();
+    for i in nodes {
+        s.insert(Pnn(i as u32));
+    }
+    s
 }
 
 #[test]
@@ -255,6 +279,182 @@ fn a_peer_lost_recently_may_still_count() {
     s.votes_lost[0][4] = None;
     s.now = secs(1000.0);
     assert_eq!(s.check(&mut ReleaseWithoutQuorum), Ok(()));
+}
+
+#[test]
+fn leading_without_quorum_past_the_deadline_is_caught() {
+    let mut s = State::new(5);
+    let detect = s.bounds.detect;
+    // n0 is the acting recovery master when a partition 0,1|2,3,4 cuts it off at 10 s.
+    s.nodes[0].recmaster = Pnn(0);
+    s.nodes[0].holds_lock = true;
+    s.nodes[0].acting = true;
+    s.nodes[1].recmaster = Pnn(0);
+    for j in 2..5 {
+        s.votes_lost[0][j] = Some(secs(10.0));
+        s.votes_lost[1][j] = Some(secs(10.0));
+    }
+    s.now = secs(10.0) + (detect - Duration::from_millis(1));
+    assert_eq!(s.check(&mut NoLeadWithoutQuorum), Ok(()), "still in time");
+    let snap = s.snapshot();
+    assert_eq!(
+        NoLeadWithoutQuorum.next_deadline(&snap),
+        Some(secs(10.0) + detect),
+        "the world checks exactly at the deadline"
+    );
+    s.now = secs(10.0) + detect;
+    let e = s.check(&mut NoLeadWithoutQuorum).unwrap_err();
+    assert!(e.contains("n0 cannot count on a majority"), "{e}");
+    assert!(e.contains("still leads"), "{e}");
+    assert!(e.contains("n2:lost@10.000000"), "{e}");
+    // Each belief on its own is leading: the claim (the lock still pending) ...
+    s.nodes[0].holds_lock = false;
+    s.nodes[0].acting = false;
+    assert!(s.check(&mut NoLeadWithoutQuorum).is_err());
+    // ... or a lock kept after giving up the role.
+    s.nodes[0].recmaster = Pnn::NONE;
+    s.nodes[0].holds_lock = true;
+    assert!(s.check(&mut NoLeadWithoutQuorum).is_err());
+    // Stepped down: fine; following another from the minority is fine too.
+    s.nodes[0].holds_lock = false;
+    assert_eq!(s.check(&mut NoLeadWithoutQuorum), Ok(()));
+    s.nodes[0].recmaster = Pnn(3);
+    assert_eq!(s.check(&mut NoLeadWithoutQuorum), Ok(()));
+}
+
+#[test]
+fn a_frozen_leader_owes_nothing_and_a_thawed_one_gets_the_bound_again() {
+    let mut s = State::new(3);
+    let detect = s.bounds.detect;
+    s.nodes[2].recmaster = Pnn(2);
+    s.nodes[2].holds_lock = true;
+    s.votes_lost[2][0] = Some(secs(10.0));
+    s.votes_lost[2][1] = Some(secs(10.0));
+    s.now = secs(10.0) + detect;
+    assert!(s.check(&mut NoLeadWithoutQuorum).is_err());
+    s.nodes[2].state = NodeState::Frozen;
+    assert_eq!(s.check(&mut NoLeadWithoutQuorum), Ok(()));
+    s.nodes[2].state = NodeState::Running;
+    s.nodes[2].since = secs(12.0);
+    assert_eq!(s.check(&mut NoLeadWithoutQuorum), Ok(()));
+    s.now = secs(12.0) + detect;
+    assert!(s.check(&mut NoLeadWithoutQuorum).is_err());
+    // With one peer back (2 of 3) it may lead again, at once.
+    s.votes_lost[2][1] = None;
+    assert_eq!(s.check(&mut NoLeadWithoutQuorum), Ok(()));
+    assert_eq!(NoLeadWithoutQuorum.next_deadline(&s.snapshot()), None);
+}
+
+#[test]
+fn showing_a_silent_peer_connected_past_the_bound_is_caught() {
+    let mut s = State::new(3).all_connected();
+    let detect = s.bounds.detect;
+    // n1 freezes at 10 s: neither n0 nor n2 can hear it.
+    s.nodes[1].state = NodeState::Frozen;
+    s.nodes[1].since = secs(10.0);
+    s.unheard_since[0][1] = Some(secs(10.0));
+    s.unheard_since[2][1] = Some(secs(10.0));
+    s.now = secs(10.0) + (detect - Duration::from_millis(1));
+    assert_eq!(
+        s.check(&mut SilentPeerDisconnected),
+        Ok(()),
+        "still in time"
+    );
+    assert_eq!(
+        SilentPeerDisconnected.next_deadline(&s.snapshot()),
+        Some(secs(10.0) + detect)
+    );
+    s.now = secs(10.0) + detect;
+    let e = s.check(&mut SilentPeerDisconnected).unwrap_err();
+    assert!(e.contains("n0 still shows n1 connected"), "{e}");
+    assert!(e.contains("n1 is Frozen since 10.000000s"), "{e}");
+    // n0 noticed; n2 has not.
+    s.nodes[0].connected = set([2]);
+    let e = s.check(&mut SilentPeerDisconnected).unwrap_err();
+    assert!(e.contains("n2 still shows n1 connected"), "{e}");
+    s.nodes[2].connected = set([0]);
+    assert_eq!(s.check(&mut SilentPeerDisconnected), Ok(()));
+    // The frozen node's own stale view does not count.
+    assert!(s.nodes[1].connected.contains(Pnn(0)));
+}
+
+#[test]
+fn a_one_way_cut_is_owed_by_the_side_that_cannot_hear() {
+    let mut s = State::new(3).all_connected();
+    let detect = s.bounds.detect;
+    // Cut n0 -> n1 at 10 s: n1 cannot hear n0; n0 still hears n1.
+    s.unheard_since[1][0] = Some(secs(10.0));
+    s.now = secs(10.0) + detect;
+    let e = s.check(&mut SilentPeerDisconnected).unwrap_err();
+    assert!(e.contains("n1 still shows n0 connected"), "{e}");
+    assert!(e.contains("the path n0->n1 is cut"), "{e}");
+    s.nodes[1].connected = set([2]);
+    assert_eq!(s.check(&mut SilentPeerDisconnected), Ok(()));
+    // n0 showing n1 either way is fine (what it shows of a peer it hears is liveness).
+    s.nodes[0].connected = set([2]);
+    assert_eq!(s.check(&mut SilentPeerDisconnected), Ok(()));
+}
+
+#[test]
+fn a_thawed_or_restarted_node_gets_the_detection_bound_from_then() {
+    let mut s = State::new(3).all_connected();
+    let detect = s.bounds.detect;
+    // n2 went down at 10 s; n0 was frozen meanwhile and is thawed at 15 s with its old view.
+    s.nodes[2] = NodeObs {
+        state: NodeState::HostDown,
+        since: secs(10.0),
+        life: 3,
+        ..NodeObs::DOWN
+    };
+    s.unheard_since[0][2] = Some(secs(10.0));
+    s.unheard_since[1][2] = Some(secs(10.0));
+    s.nodes[1].connected = set([0]);
+    s.nodes[0].since = secs(15.0);
+    s.now = secs(10.0) + detect;
+    assert_eq!(s.check(&mut SilentPeerDisconnected), Ok(()));
+    s.now = secs(15.0) + detect;
+    let e = s.check(&mut SilentPeerDisconnected).unwrap_err();
+    assert!(e.contains("n0 still shows n2 connected"), "{e}");
+    assert!(e.contains("HostDown"), "{e}");
+    // n2 back (a new life n0 can hear): nothing owed any more.
+    s.unheard_since[0][2] = None;
+    assert_eq!(s.check(&mut SilentPeerDisconnected), Ok(()));
+}
+
+/// Nodes whose detector is far slower than the bounds assume (KeepaliveLimit 1000 where the
+/// world derived its bounds from 3): stands for a node that never declares a silent peer dead.
+fn deaf_detector(config: NodeConfig, start: &StartInfo) -> NodeConfig {
+    let t = Tunables {
+        keepalive_limit: 1000,
+        ..Default::default()
+    };
+    let config = NodeConfig::new(config.nodes().clone(), config.pnn(), 4379, t).unwrap();
+    pharos_core::sim::configure_node(config, start)
+}
+
+#[test]
+fn a_live_run_with_a_deaf_detector_fails_on_a_frozen_peer() {
+    let mut cfg = SimConfig::new(3).seed(3);
+    cfg.configure = deaf_detector;
+    let mut w = World::new(cfg);
+    w.run_for(Duration::from_secs(3)).unwrap();
+    assert!(w.all_connected());
+    w.apply(Fault::Freeze(2)).unwrap();
+    let frozen_at = w.now();
+    let err = w
+        .run_for(w.bounds().detect + Duration::from_secs(1))
+        .unwrap_err();
+    assert_eq!(err.rule, "silent-peer-disconnected", "{}", w.report(&err));
+    assert!(
+        err.message.contains("shows n2 connected"),
+        "{}",
+        err.message
+    );
+    assert_eq!(
+        err.at,
+        frozen_at + w.bounds().detect,
+        "caught at the deadline"
+    );
 }
 
 fn view(obs: NodeObs, connected: &[bool]) -> View {

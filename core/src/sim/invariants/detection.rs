@@ -72,7 +72,11 @@ impl Invariant for SilentPeerDisconnected {
             let why = if peer.state == NodeState::Running {
                 format!("the path n{j}->n{i} is cut")
             } else {
-                format!("n{j} is {:?} since {}s", peer.state, Secs(peer.since).to_string_trimmed())
+                format!(
+                    "n{j} is {:?} since {}s",
+                    peer.state,
+                    Secs(peer.since).to_string_trimmed()
+                )
             };
             let heard = s.unheard_since[i][j].unwrap_or(deadline);
             return Err(format!(
