@@ -449,7 +449,7 @@ pub struct World {
     /// else since when it does not.
     votes_lost: Vec<Vec<Option<Instant>>>,
     /// `unheard_since[i][j]`: `None` while i can hear j (j's daemon runs, the path j -> i is
-    /// up), else since when it cannot.
+    /// up), else since when it cannot (see [`Snapshot::unheard_since`]).
     unheard_since: Vec<Vec<Option<Instant>>>,
     net: Net,
     lock: LockService,
@@ -1982,6 +1982,10 @@ impl World {
     /// The path `a -> b` came up: what waited on it goes now (after a retransmission timer).
     fn resume(&mut self, a: usize, b: usize) {
         let rto = self.net.cfg.rto_min;
+        if let Some(t) = self.unheard_since[b][a].as_mut() {
+            // What `a` sent before it fell silent may arrive now: b hears it until then.
+            *t = self.now + rto;
+        }
         for (conn, dir, segs) in self.net.take_stalled(a, b) {
             let wait = Duration::from_nanos(self.net_rng.below(rto.as_nanos() as u64 + 1));
             for seg in segs {

@@ -118,7 +118,10 @@ pub struct Snapshot<'a> {
     /// segments with node i both ways (a vote i may count), else since when it cannot.
     pub votes_lost: &'a [Vec<Option<Instant>>],
     /// Ground truth: `unheard_since[i][j]` is `None` while node j's daemon runs (not frozen)
-    /// and the path j -> i is up (i can hear j), else since when i cannot.
+    /// and the path j -> i is up (i can hear j), else the instant from which nothing more
+    /// leaves j for i (what is under way arrives within `max_delay`): when j stopped or the
+    /// path was cut, or, when the path heals while j is still silent, the end of the
+    /// retransmission wait after which what the cut held back is sent on.
     pub unheard_since: &'a [Vec<Option<Instant>>],
     /// The bounds of this run.
     pub bounds: &'a Bounds,
