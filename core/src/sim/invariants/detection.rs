@@ -31,22 +31,25 @@ use alloc::string::String;
 #[derive(Clone, Copy, Debug, Default)]
 pub struct SilentPeerDisconnected;
 
-/// When node `i` must show `j` DISCONNECTED, if it cannot hear it; `None` while it can.
-pub fn disconnect_deadline(s: &Snapshot<'_>, i: usize, j: usize) -> Option<Instant> {
-    let since = s.unheard_since[i][j]?;
-    Some(since.max(s.nodes[i].since) + s.bounds.detect)
-}
-
-/// The (node, peer) pairs to look at: running nodes and the peers they show connected.
-fn shown_connected<'a>(s: &'a Snapshot<'_>) -> impl Iterator<Item = (usize, usize)> + 'a {
-    let n = s.nodes.len();
-    (0..n)
-        .filter(|&i| s.nodes[i].active() && !s.nodes[i].connected.is_empty())
-        .flat_map(move |i| {
-            (0..n).filter_map(move |j| {
-                (j != i && s.nodes[i].connected.contains(Pnn(j as u32))).then_some((i, j))
-            })
-        })
+/// Calls `f(i, j, deadline)` for every running node i that cannot hear a peer j it shows
+/// connected (`deadline`: `max(H, since) + detect`), until `f` says stop. Plain loops: this runs at every step, and nobody is
+/// silent most of the time.
+fn each_owing(s: &Snapshot<'_>, mut f: impl FnMut(usize, usize, Instant) -> bool) {
+    for (i, row) in s.unheard_since.iter().enumerate() {
+        let o = &s.nodes[i];
+        if !o.active() {
+            continue;
+        }
+        for (j, h) in row.iter().enumerate() {
+            let Some(h) = *h else { continue };
+            if j != i
+                && o.connected.contains(Pnn(j as u32))
+                && !f(i, j, h.max(o.since) + s.bounds.detect)
+            {
+                return;
+            }
+        }
+    }
 }
 
 impl Invariant for SilentPeerDisconnected {
@@ -55,19 +58,23 @@ impl Invariant for SilentPeerDisconnected {
     }
 
     fn next_deadline(&self, s: &Snapshot<'_>) -> Option<Instant> {
-        shown_connected(s)
-            .filter_map(|(i, j)| disconnect_deadline(s, i, j))
-            .min()
+        let mut next: Option<Instant> = None;
+        each_owing(s, |_, _, d| {
+            next = Some(next.map_or(d, |n| n.min(d)));
+            true
+        });
+        next
     }
 
     fn check(&mut self, s: &Snapshot<'_>) -> Result<(), String> {
-        for (i, j) in shown_connected(s) {
-            let Some(deadline) = disconnect_deadline(s, i, j) else {
-                continue;
-            };
-            if s.now < deadline {
-                continue;
+        let mut late = None;
+        each_owing(s, |i, j, d| {
+            if s.now >= d {
+                late = Some((i, j, d));
             }
+            late.is_none()
+        });
+        if let Some((i, j, deadline)) = late {
             let peer = &s.nodes[j];
             let why = if peer.state == NodeState::Running {
                 format!("the path n{j}->n{i} is cut")

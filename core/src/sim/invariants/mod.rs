@@ -342,23 +342,25 @@ impl fmt::Display for Bounds {
 /// thawed. `None` while it can count on a majority. From then on it releases its addresses
 /// ([`quorum`]) and does not lead ([`lead`]).
 pub fn majority_lost_deadline(s: &Snapshot<'_>, i: usize) -> Option<Instant> {
-    let n = s.nodes.len();
-    let needed = n / 2; // others, besides itself, for a strict majority
-    let mut reachable = 0;
-    let mut lost: Vec<Instant> = Vec::new();
-    for j in 0..n {
-        if j == i {
-            continue;
-        }
-        match s.votes_lost[i][j] {
-            None => reachable += 1,
-            Some(t) => lost.push(t),
-        }
-    }
-    if reachable >= needed {
+    let row = &s.votes_lost[i];
+    let needed = row.len() / 2; // others, besides itself, for a strict majority
+    if needed == 0 {
         return None;
     }
+    // The common case, checked for every node at every step: a majority is reachable.
+    let mut reachable = 0;
+    for (j, l) in row.iter().enumerate() {
+        if j != i && l.is_none() {
+            reachable += 1;
+            if reachable == needed {
+                return None;
+            }
+        }
+    }
     let k = needed - reachable;
+    let mut lost: Vec<Instant> = (row.iter().enumerate())
+        .filter_map(|(j, l)| if j == i { None } else { *l })
+        .collect();
     // Most recent first: the k-th is the last loss that still leaves a majority possible.
     lost.sort_unstable_by(|a, b| b.cmp(a));
     let last = *lost.get(k - 1)?;
