@@ -7,9 +7,9 @@ use core::time::Duration;
 use pharos_core::config::Tunables;
 use pharos_core::node::NodeConfig;
 use pharos_core::sim::invariants::{
-    detection::SilentPeerDisconnected, generation::GenerationsGrow, hosting::NoAddressTwice,
-    lead::NoLeadWithoutQuorum, lock::LockExclusive, quorum::ReleaseWithoutQuorum,
-    recmaster::OneRecmasterPerGeneration, Invariant, Liveness, View,
+    acting_lock::ActingHoldsLock, detection::SilentPeerDisconnected, generation::GenerationsGrow,
+    hosting::NoAddressTwice, lead::NoLeadWithoutQuorum, lock::LockExclusive,
+    quorum::ReleaseWithoutQuorum, recmaster::OneRecmasterPerGeneration, Invariant, Liveness, View,
 };
 use pharos_core::sim::{
     BoundInputs, Bounds, Capabilities, Fault, Holder, Hosting, LockConfig, NodeObs, NodeState,
@@ -149,6 +149,41 @@ fn a_believer_whose_lock_went_to_another_is_caught() {
     // Nobody holds it (the Lost is on its way): tolerated.
     s.lock = None;
     assert_eq!(s.check(&mut LockExclusive), Ok(()));
+}
+
+#[test]
+fn an_acting_recmaster_without_the_lock_is_caught() {
+    let mut s = State::new(3);
+    s.nodes[1].acting = true;
+    s.nodes[1].holds_lock = true;
+    s.lock = Some(Holder {
+        node: 1,
+        incarnation: 2,
+        expires: None,
+    });
+    assert_eq!(s.check(&mut ActingHoldsLock), Ok(()));
+    // The Lost of a broken lock on its way: tolerated.
+    s.lock = None;
+    assert_eq!(s.check(&mut ActingHoldsLock), Ok(()));
+    // Given to another life of the same node.
+    s.lock = Some(Holder {
+        node: 1,
+        incarnation: 9,
+        expires: None,
+    });
+    let e = s.check(&mut ActingHoldsLock).unwrap_err();
+    assert!(e.contains("gave the lock to n1 (life 9)"), "{e}");
+    // Acting without even believing it holds the lock.
+    s.lock = None;
+    s.nodes[1].holds_lock = false;
+    let e = s.check(&mut ActingHoldsLock).unwrap_err();
+    assert!(
+        e.contains("n1 (life 2) acts as recovery master but does not believe"),
+        "{e}"
+    );
+    // A frozen master does nothing.
+    s.nodes[1].state = NodeState::Frozen;
+    assert_eq!(s.check(&mut ActingHoldsLock), Ok(()));
 }
 
 #[test]

@@ -5,6 +5,7 @@
 //! fabricated states in tests. Liveness ([`liveness`]) is checked from the moment the faults
 //! stop, against bounds derived from the tunables ([`Bounds`]).
 
+pub mod acting_lock;
 pub mod detection;
 pub mod generation;
 pub mod hosting;
@@ -187,6 +188,7 @@ impl Checker {
         Checker {
             list: alloc::vec![
                 Box::new(lock::LockExclusive) as Box<dyn Invariant>,
+                Box::new(acting_lock::ActingHoldsLock),
                 Box::new(recmaster::OneRecmasterPerGeneration::new(n)),
                 Box::new(generation::GenerationsGrow::new(n)),
                 Box::new(hosting::NoAddressTwice::default()),
