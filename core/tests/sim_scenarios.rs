@@ -524,3 +524,39 @@ fn a_stale_hello_does_not_make_a_frozen_peer_connected() {
     let t = until(&mut w, limit, |w| w.all_connected());
     assert!(t.is_some(), "reconnected after the thaw");
 }
+
+// ----- votequorum (seed 003) -----
+
+/// votequorum's wait_for_all: after start, no quorum (no addresses, no recovery master) until
+/// every node has been seen once; then the usual majority rule, a node lost or not.
+#[test]
+fn votequorum_wait_for_all_needs_every_node_once() {
+    let t = Tunables {
+        wait_for_all: true,
+        recovery_ban_period: secs(5),
+        ..Default::default()
+    };
+    let mut cfg = SimConfig::new(3).tunables(t).seed(5).replay(
+        "cargo test -p pharos-core --test sim_scenarios votequorum_wait_for_all".to_string(),
+    );
+    cfg.limits.worst_link = cfg.net.default;
+    let mut w = World::idle(cfg);
+    apply(&mut w, Fault::Start(0));
+    apply(&mut w, Fault::Start(1));
+    run_for(&mut w, secs(10));
+    assert!(w.sees_connected(0, 1), "2 of 3 connected");
+    for i in [0, 1] {
+        let o = w.obs(i);
+        assert!(!o.quorate, "n{i}: quorate before n2 was ever seen");
+        assert_eq!(o.recmaster, Pnn::NONE, "n{i} follows or claims a recmaster");
+        assert!(!w.hosting().hosts_any(i), "n{i} hosts without quorum");
+    }
+    apply(&mut w, Fault::Start(2));
+    let t = until(&mut w, secs(30), led);
+    assert!(t.is_some(), "a recovery master once every node was seen");
+    assert!((0..3).all(|i| w.obs(i).quorate));
+    apply(&mut w, Fault::Crash(2));
+    run_for(&mut w, secs(10));
+    assert!(w.obs(0).quorate && w.obs(1).quorate, "seen once is enough");
+    assert!(led(&w), "2 of 3 keep their recovery master");
+}
