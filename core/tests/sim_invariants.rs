@@ -7,9 +7,10 @@ use core::time::Duration;
 use pharos_core::config::Tunables;
 use pharos_core::node::NodeConfig;
 use pharos_core::sim::invariants::{
-    acting_lock::ActingHoldsLock, detection::SilentPeerDisconnected, generation::GenerationsGrow,
-    hosting::NoAddressTwice, lead::NoLeadWithoutQuorum, lock::LockExclusive,
-    quorum::ReleaseWithoutQuorum, recmaster::OneRecmasterPerGeneration, Invariant, Liveness, View,
+    acting_lock::ActingHoldsLock, barred::ObeysOwnFlags, detection::SilentPeerDisconnected,
+    generation::GenerationsGrow, hosting::NoAddressTwice, lead::NoLeadWithoutQuorum,
+    lock::LockExclusive, quorum::ReleaseWithoutQuorum, recmaster::OneRecmasterPerGeneration,
+    Invariant, Liveness, View,
 };
 use pharos_core::sim::{
     BoundInputs, Bounds, Capabilities, Fault, Holder, Hosting, LockConfig, NodeObs, NodeState,
@@ -490,6 +491,35 @@ fn a_live_run_with_a_deaf_detector_fails_on_a_frozen_peer() {
         frozen_at + w.bounds().detect,
         "caught at the deadline"
     );
+}
+
+#[test]
+fn a_node_ignoring_its_own_flags_is_caught() {
+    let mut s = State::new(3);
+    s.hosting.take(0, ip("10.0.0.1"), secs(1.0));
+    s.nodes[1].recmaster = Pnn(1);
+    s.nodes[1].holds_lock = true;
+    assert_eq!(s.check(&mut ObeysOwnFlags), Ok(()));
+    s.nodes[0].flags = NodeFlags::DISABLED;
+    let e = s.check(&mut ObeysOwnFlags).unwrap_err();
+    assert!(e.contains("n0 is DISABLED and still hosts 10.0.0.1"), "{e}");
+    s.hosting.release_all(0);
+    assert_eq!(s.check(&mut ObeysOwnFlags), Ok(()));
+    // Disabled, a node may still lead; stopped or banned, it may not.
+    s.nodes[1].flags = NodeFlags::DISABLED;
+    assert_eq!(s.check(&mut ObeysOwnFlags), Ok(()));
+    s.nodes[1].flags = NodeFlags::STOPPED;
+    let e = s.check(&mut ObeysOwnFlags).unwrap_err();
+    assert!(e.contains("n1 is STOPPED and still leads"), "{e}");
+    s.nodes[1].recmaster = Pnn(2);
+    s.nodes[1].holds_lock = false;
+    assert_eq!(s.check(&mut ObeysOwnFlags), Ok(()));
+    // A frozen node cannot act on its flags (its addresses lapse on their own).
+    s.hosting.take(2, ip("10.0.0.2"), secs(1.0));
+    s.nodes[2].flags = NodeFlags::BANNED;
+    assert!(s.check(&mut ObeysOwnFlags).is_err());
+    s.nodes[2].state = NodeState::Frozen;
+    assert_eq!(s.check(&mut ObeysOwnFlags), Ok(()));
 }
 
 fn view(obs: NodeObs, connected: &[bool]) -> View {

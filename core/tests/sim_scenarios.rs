@@ -10,9 +10,9 @@
 
 use core::time::Duration;
 use pharos_core::config::Tunables;
-use pharos_core::control::RecoveryMode;
+use pharos_core::control::{AdminCommand, RecoveryMode, Request, Response};
 use pharos_core::sim::{Capabilities, Fault, LockKind, NodeState, SimConfig, World};
-use pharos_core::{Generation, Pnn};
+use pharos_core::{Generation, NodeFlags, Pnn};
 
 const MS: Duration = Duration::from_millis(1);
 
@@ -523,6 +523,85 @@ fn a_stale_hello_does_not_make_a_frozen_peer_connected() {
     let limit = w.bounds().reconnect;
     let t = until(&mut w, limit, |w| w.all_connected());
     assert!(t.is_some(), "reconnected after the thaw");
+}
+
+// ----- CTDB: node flags (seed 001) -----
+
+fn admin(w: &mut World, i: usize, cmd: AdminCommand) {
+    let r = w.control(i, Request::Admin(cmd));
+    assert!(matches!(r, Some(Response::Done(_))), "n{i} {cmd:?}: {r:?}");
+    if let Some(v) = w.violation() {
+        panic!("{}", w.report(v));
+    }
+}
+
+/// How many running nodes but `i` see `flag` on `i`, and how many run.
+fn seen_by(w: &World, i: usize, flag: NodeFlags) -> (usize, usize) {
+    let others: Vec<usize> = (0..w.config().nodes)
+        .filter(|&j| j != i && w.state(j) == NodeState::Running)
+        .collect();
+    let seen = others
+        .iter()
+        .filter(|&&j| w.node(j).unwrap().flags_of(Pnn(i as u32)).contains(flag))
+        .count();
+    (seen, others.len())
+}
+
+/// `ctdb disable`, `stop`, `ban` and their undoing: the node gives up its addresses at once
+/// (and, stopped or banned, the recovery master role: another takes over), every peer sees the
+/// flag within a keepalive round, and undone, the node hosts again. `own-flags-obeyed` is
+/// checked at every step.
+#[test]
+fn ctdb_admin_flags_release_at_once_and_are_seen_cluster_wide() {
+    let mut w = world(5, LockKind::Fcntl, ELECTION, "ctdb_admin_flags");
+    assert!(until(&mut w, secs(30), led).is_some(), "a recovery master");
+    let round = w.config().tunables.keepalive_interval + 10 * MS;
+    for (set, undo, flag) in [
+        (
+            AdminCommand::Disable,
+            AdminCommand::Enable,
+            NodeFlags::DISABLED,
+        ),
+        (
+            AdminCommand::Stop,
+            AdminCommand::Continue,
+            NodeFlags::STOPPED,
+        ),
+        (
+            AdminCommand::Ban(3600),
+            AdminCommand::Unban,
+            NodeFlags::BANNED,
+        ),
+    ] {
+        // The recovery master itself: the case with the most to give up.
+        let m = acting(&w)[0];
+        assert!(w.hosting().hosts_any(m), "n{m} hosts its home address");
+        admin(&mut w, m, set);
+        assert!(!w.hosting().hosts_any(m), "n{m} {set:?}: released at once");
+        assert!(w.obs(m).flags.contains(flag));
+        let seen = until(&mut w, round, |w| {
+            let (seen, of) = seen_by(w, m, flag);
+            seen == of
+        });
+        assert!(seen.is_some(), "{flag} seen by all");
+        if flag != NodeFlags::DISABLED {
+            assert!(
+                until(&mut w, secs(60), led).is_some(),
+                "a new recovery master"
+            );
+            assert_ne!(acting(&w), vec![m], "n{m} {set:?} still leads");
+        }
+        admin(&mut w, m, undo);
+        assert!(!w.obs(m).flags.contains(flag));
+        let back = until(&mut w, round, |w| {
+            seen_by(w, m, flag).0 == 0 && w.hosting().hosts_any(m)
+        });
+        assert!(
+            back.is_some(),
+            "n{m} {undo:?}: hosts again, flag gone everywhere"
+        );
+        assert!(until(&mut w, secs(60), led).is_some(), "led again");
+    }
 }
 
 // ----- votequorum (seed 003) -----

@@ -6,6 +6,7 @@
 //! stop, against bounds derived from the tunables ([`Bounds`]).
 
 pub mod acting_lock;
+pub mod barred;
 pub mod detection;
 pub mod generation;
 pub mod hosting;
@@ -195,6 +196,7 @@ impl Checker {
                 Box::new(quorum::ReleaseWithoutQuorum),
                 Box::new(lead::NoLeadWithoutQuorum),
                 Box::new(detection::SilentPeerDisconnected),
+                Box::new(barred::ObeysOwnFlags),
             ],
         }
     }
