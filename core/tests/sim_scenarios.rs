@@ -525,6 +525,56 @@ fn a_stale_hello_does_not_make_a_frozen_peer_connected() {
     assert!(t.is_some(), "reconnected after the thaw");
 }
 
+// ----- CTDB: who wins the election (seed 000) -----
+
+/// CTDB's election: the longest-running candidate wins, then the biggest PNN; a node that
+/// cannot be recovery master never does. Nodes start 100 ms apart in the order 2, 4, 0, 3, 1,
+/// so the winner is neither the first nor the last PNN; then the winner dies and the next
+/// longest-running takes over; with the same start, the bigger PNN wins.
+#[test]
+fn ctdb_election_prefers_the_longest_running_then_the_biggest_pnn() {
+    let t = Tunables {
+        recovery_ban_period: secs(5),
+        ..Default::default()
+    };
+    let mut cfg = SimConfig::new(5)
+        .tunables(t)
+        .seed(9)
+        .replay("cargo test -p pharos-core --test sim_scenarios ctdb_election_prefers".to_string());
+    cfg.limits.worst_link = cfg.net.default;
+    // Node 2 started first but may not lead (CTDB's --no-recmaster).
+    cfg.recmaster_capable[2] = false;
+    let mut w = World::idle(cfg);
+    for i in [2, 4, 0, 3, 1] {
+        apply(&mut w, Fault::Start(i));
+        run_for(&mut w, 100 * MS);
+    }
+    assert!(until(&mut w, secs(30), led).is_some(), "a recovery master");
+    assert_eq!(acting(&w), [4], "the longest-running capable node");
+    apply(&mut w, Fault::Crash(4));
+    assert!(
+        until(&mut w, secs(30), led).is_some(),
+        "a new recovery master"
+    );
+    assert_eq!(acting(&w), [0], "the next longest-running");
+    // Restarted together, 3 and 1 tie on the start stamp: the bigger PNN wins.
+    apply(&mut w, Fault::Crash(0));
+    apply(&mut w, Fault::Crash(3));
+    apply(&mut w, Fault::Crash(1));
+    apply(&mut w, Fault::Start(1));
+    apply(&mut w, Fault::Start(3));
+    apply(&mut w, Fault::Start(4));
+    assert!(
+        until(&mut w, secs(60), led).is_some(),
+        "a recovery master again"
+    );
+    assert_eq!(
+        acting(&w),
+        [4],
+        "4 ties with 1 and 3 and has the biggest PNN"
+    );
+}
+
 // ----- CTDB: node flags (seed 001) -----
 
 fn admin(w: &mut World, i: usize, cmd: AdminCommand) {
