@@ -320,6 +320,7 @@ fn a_peer_lost_recently_may_still_count() {
 #[test]
 fn leading_without_quorum_past_the_deadline_is_caught() {
     let mut s = State::new(5);
+    let mut lead = NoLeadWithoutQuorum::new(5);
     let detect = s.bounds.detect;
     // n0 is the acting recovery master when a partition 0,1|2,3,4 cuts it off at 10 s.
     s.nodes[0].recmaster = Pnn(0);
@@ -331,54 +332,63 @@ fn leading_without_quorum_past_the_deadline_is_caught() {
         s.votes_lost[1][j] = Some(secs(10.0));
     }
     s.now = secs(10.0) + (detect - Duration::from_millis(1));
-    assert_eq!(s.check(&mut NoLeadWithoutQuorum), Ok(()), "still in time");
+    assert_eq!(s.check(&mut lead), Ok(()), "still in time");
     let snap = s.snapshot();
     assert_eq!(
-        NoLeadWithoutQuorum.next_deadline(&snap),
+        lead.next_deadline(&snap),
         Some(secs(10.0) + detect),
         "the world checks exactly at the deadline"
     );
     s.now = secs(10.0) + detect;
-    let e = s.check(&mut NoLeadWithoutQuorum).unwrap_err();
+    let e = s.check(&mut lead).unwrap_err();
     assert!(e.contains("n0 cannot count on a majority"), "{e}");
     assert!(e.contains("still leads"), "{e}");
     assert!(e.contains("n2:lost@10.000000"), "{e}");
     // Each belief on its own is leading: the claim (the lock still pending) ...
     s.nodes[0].holds_lock = false;
     s.nodes[0].acting = false;
-    assert!(s.check(&mut NoLeadWithoutQuorum).is_err());
+    assert!(s.check(&mut lead).is_err());
     // ... or a lock kept after giving up the role.
     s.nodes[0].recmaster = Pnn::NONE;
     s.nodes[0].holds_lock = true;
-    assert!(s.check(&mut NoLeadWithoutQuorum).is_err());
+    assert!(s.check(&mut lead).is_err());
     // Stepped down: fine; following another from the minority is fine too.
     s.nodes[0].holds_lock = false;
-    assert_eq!(s.check(&mut NoLeadWithoutQuorum), Ok(()));
+    assert_eq!(s.check(&mut lead), Ok(()));
     s.nodes[0].recmaster = Pnn(3);
-    assert_eq!(s.check(&mut NoLeadWithoutQuorum), Ok(()));
+    assert_eq!(s.check(&mut lead), Ok(()));
+    // A lock request made and withdrawn within one step shows only in the count.
+    s.nodes[0].lock_requests = 1;
+    let e = s.check(&mut lead).unwrap_err();
+    assert!(e.contains("asked for the lock=true"), "{e}");
+    assert_eq!(s.check(&mut lead), Ok(()), "one request, one violation");
+    // A new life starts counting afresh.
+    s.nodes[0].life = 7;
+    assert_eq!(s.check(&mut lead), Ok(()));
 }
 
 #[test]
 fn a_frozen_leader_owes_nothing_and_a_thawed_one_gets_the_bound_again() {
     let mut s = State::new(3);
+    let mut lead = NoLeadWithoutQuorum::new(3);
     let detect = s.bounds.detect;
     s.nodes[2].recmaster = Pnn(2);
     s.nodes[2].holds_lock = true;
     s.votes_lost[2][0] = Some(secs(10.0));
     s.votes_lost[2][1] = Some(secs(10.0));
     s.now = secs(10.0) + detect;
-    assert!(s.check(&mut NoLeadWithoutQuorum).is_err());
+    assert!(s.check(&mut lead).is_err());
     s.nodes[2].state = NodeState::Frozen;
-    assert_eq!(s.check(&mut NoLeadWithoutQuorum), Ok(()));
+    assert_eq!(s.check(&mut lead), Ok(()));
     s.nodes[2].state = NodeState::Running;
     s.nodes[2].since = secs(12.0);
-    assert_eq!(s.check(&mut NoLeadWithoutQuorum), Ok(()));
+    assert_eq!(s.check(&mut lead), Ok(()));
     s.now = secs(12.0) + detect;
-    assert!(s.check(&mut NoLeadWithoutQuorum).is_err());
+    assert!(s.check(&mut lead).is_err());
     // With one peer back (2 of 3) it may lead again, at once.
     s.votes_lost[2][1] = None;
-    assert_eq!(s.check(&mut NoLeadWithoutQuorum), Ok(()));
-    assert_eq!(NoLeadWithoutQuorum.next_deadline(&s.snapshot()), None);
+    assert_eq!(s.check(&mut lead), Ok(()));
+    assert_eq!(lead.next_deadline(&s.snapshot()), None);
 }
 
 #[test]

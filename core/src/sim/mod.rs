@@ -421,6 +421,8 @@ struct Slot {
     /// What its guardian tells each peer when it fences the node (the daemon hands these over
     /// at start): (peer, frame).
     fencing: Vec<(usize, Vec<u8>)>,
+    /// `Action::AcquireLock`s of this life.
+    lock_requests: u32,
 }
 
 /// How soon a guardian acts after its daemon's death (it sees their socket close).
@@ -578,6 +580,7 @@ impl World {
                 lock_timer: None,
                 fenced: false,
                 fencing: Vec::new(),
+                lock_requests: 0,
             })
             .collect();
         let bounds = cfg.bounds();
@@ -1130,6 +1133,7 @@ impl World {
                 generation: n.generation(),
                 quorate: n.quorate(),
                 flags: n.flags_of(n.pnn()),
+                lock_requests: s.lock_requests,
                 connected: {
                     let mut c = NodeSet::new();
                     for j in (0..self.cfg.nodes).map(|j| Pnn(j as u32)) {
@@ -1219,6 +1223,7 @@ impl World {
         s.queued = 0;
         s.timer = None;
         s.lock_timer = None;
+        s.lock_requests = 0;
         self.trace
             .record(self.now, &N(i), format_args!("started (life {life})"));
         self.update_reach();
@@ -1770,6 +1775,7 @@ impl World {
                 }
             }
             Action::AcquireLock => {
+                self.slots[i].lock_requests += 1;
                 self.trace
                     .record(now, &N(i), format_args!("-> acquire-lock"));
                 let mut outs = core::mem::take(&mut self.lock_outs);

@@ -62,6 +62,8 @@ pub struct NodeObs {
     pub quorate: bool,
     /// Its own administrative flags.
     pub flags: NodeFlags,
+    /// How many times this life asked for the cluster lock (`Action::AcquireLock`).
+    pub lock_requests: u32,
     /// The peers it shows connected (`flags_of(p)` without DISCONNECTED), itself excluded.
     pub connected: NodeSet,
 }
@@ -78,6 +80,7 @@ impl NodeObs {
         generation: Generation(0),
         quorate: false,
         flags: NodeFlags::empty(),
+        lock_requests: 0,
         connected: NodeSet::new(),
     };
 
@@ -194,7 +197,7 @@ impl Checker {
                 Box::new(generation::GenerationsGrow::new(n)),
                 Box::new(hosting::NoAddressTwice::default()),
                 Box::new(quorum::ReleaseWithoutQuorum),
-                Box::new(lead::NoLeadWithoutQuorum),
+                Box::new(lead::NoLeadWithoutQuorum::new(n)),
                 Box::new(detection::SilentPeerDisconnected),
                 Box::new(barred::ObeysOwnFlags),
             ],
