@@ -594,10 +594,26 @@ fn liveness_with_election_wants_one_acting_recmaster() {
         "{e}"
     );
     views[2].obs.acting = true;
+    for v in views.iter_mut() {
+        v.obs.vnnmap = set([0, 1]);
+    }
+    // The vnnmap: that of every active node, and exactly the active nodes.
+    let e = l.probe(secs(2.0) + b.converge, &views, &h, &b).unwrap_err();
+    assert!(
+        e.contains("n0's vnnmap is {0, 1}, not the active nodes {0, 1, 2}"),
+        "{e}"
+    );
+    for v in views.iter_mut() {
+        v.obs.vnnmap = set([0, 1, 2]);
+    }
     assert_eq!(l.probe(secs(2.0) + b.converge, &views, &h, &b), Ok(()));
-    // A banned node is not asked to agree.
+    // A banned node is not asked to agree, and is no member.
     views[0].obs.flags = NodeFlags::BANNED;
     views[0].obs.recmaster = Pnn::NONE;
+    assert!(l.probe(secs(3.0) + b.converge, &views, &h, &b).is_err());
+    for v in views.iter_mut() {
+        v.obs.vnnmap = set([1, 2]);
+    }
     assert_eq!(l.probe(secs(3.0) + b.converge, &views, &h, &b), Ok(()));
 }
 

@@ -1131,6 +1131,7 @@ impl World {
                 acting: n.is_acting_recmaster(),
                 recmaster: n.recmaster(),
                 generation: n.generation(),
+                vnnmap: n.vnnmap(),
                 quorate: n.quorate(),
                 flags: n.flags_of(n.pnn()),
                 lock_requests: s.lock_requests,

@@ -66,6 +66,8 @@ pub struct NodeObs {
     pub lock_requests: u32,
     /// The peers it shows connected (`flags_of(p)` without DISCONNECTED), itself excluded.
     pub connected: NodeSet,
+    /// `Node::vnnmap`: the active nodes of its generation.
+    pub vnnmap: NodeSet,
 }
 
 impl NodeObs {
@@ -82,6 +84,7 @@ impl NodeObs {
         flags: NodeFlags::empty(),
         lock_requests: 0,
         connected: NodeSet::new(),
+        vnnmap: NodeSet::new(),
     };
 
     /// Whether the daemon can act now (running, not frozen).
@@ -94,11 +97,13 @@ impl fmt::Display for NodeObs {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{:?} life={} recmaster={} gen={} quorate={} lock={} acting={} flags={} connected={:?}",
+            "{:?} life={} recmaster={} gen={} vnnmap={:?} quorate={} lock={} acting={} flags={} \
+             connected={:?}",
             self.state,
             self.life,
             self.recmaster,
             self.generation.0,
+            self.vnnmap,
             self.quorate,
             self.holds_lock,
             self.acting,
