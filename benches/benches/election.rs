@@ -1,5 +1,6 @@
-//! Election convergence and one full recovery, on the in-memory network (virtual time, so the
-//! figures are the CPU cost of the protocol, not its timeouts), plus allocations per operation.
+//! Election convergence and one full recovery, in the simulator's bench preset (virtual time, so
+//! the figures are the CPU cost of the protocol and of the simulated network carrying it, not
+//! its timeouts), plus allocations per operation.
 //!
 //! `cargo bench -p pharos-benches --bench election` (see benches/README.md).
 
@@ -7,7 +8,7 @@ use criterion::{criterion_group, BatchSize, BenchmarkId, Criterion};
 use pharos_benches::{allocations, Allocs, CountingAlloc};
 use pharos_core::config::Tunables;
 use pharos_core::control::RecoveryMode;
-use pharos_core::testing::Net;
+use pharos_core::sim::{Fault, SimConfig, World};
 use pharos_core::Pnn;
 use std::time::Duration;
 
@@ -26,35 +27,33 @@ fn tunables() -> Tunables {
 }
 
 /// Every running node follows one acting recmaster in one generation, in normal mode.
-fn agreed(net: &Net) -> bool {
-    let running: Vec<usize> = (0..net.nodes.len())
-        .filter(|&i| net.nodes[i].is_some())
-        .collect();
-    let first = net.node(running[0]);
+fn agreed(w: &World) -> bool {
+    let mut running = (0..w.config().nodes).filter_map(|i| w.node(i));
+    let Some(first) = running.next() else {
+        return false;
+    };
     let (r, g) = (first.recmaster(), first.generation());
     r != Pnn::NONE
-        && net.nodes[r.index()]
-            .as_ref()
-            .is_some_and(|n| n.is_acting_recmaster())
-        && running.iter().all(|&i| {
-            let n = net.node(i);
+        && w.node(r.index()).is_some_and(|n| n.is_acting_recmaster())
+        && (0..w.config().nodes).filter_map(|i| w.node(i)).all(|n| {
             n.recmaster() == r && n.generation() == g && n.recovery_mode() == RecoveryMode::Normal
         })
 }
 
 /// A cluster of `n` from start until it agrees; returns the virtual time it took.
-fn converge(n: usize) -> (Net, Duration) {
-    let mut net = Net::new(n, tunables());
-    let took = net.run_until_cond(LIMIT, agreed).expect("converges");
-    (net, took)
+fn converge(n: usize) -> (World, Duration) {
+    let mut w = World::new(SimConfig::bench(n).tunables(tunables()));
+    let took = w.run_until_cond(LIMIT, agreed).expect("no violation");
+    (w, took.expect("converges"))
 }
 
 /// Kills the recmaster of a settled cluster and runs until the survivors agree again (new
 /// election, lock, recovery); returns the virtual time it took.
-fn recover(net: &mut Net) -> Duration {
-    let r = net.node(0).recmaster();
-    net.crash(r.index());
-    net.run_until_cond(LIMIT, agreed).expect("recovers")
+fn recover(w: &mut World) -> Duration {
+    let r = w.node(0).expect("runs").recmaster();
+    w.apply(Fault::Crash(r.index())).expect("no violation");
+    let took = w.run_until_cond(LIMIT, agreed).expect("no violation");
+    took.expect("recovers")
 }
 
 fn bench_election(c: &mut Criterion) {

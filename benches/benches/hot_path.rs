@@ -1,15 +1,15 @@
-//! pharos-core benchmarks: the wire codec, the keepalive hot path, timer ticks, the in-memory
+//! pharos-core benchmarks: the wire codec, the keepalive hot path, timer ticks, the
 //! simulator's throughput, and the cold paths; plus allocations per operation, printed first.
 //!
 //! `cargo bench -p pharos-benches --bench hot_path` (see benches/README.md).
 
 use criterion::{criterion_group, BatchSize, BenchmarkId, Criterion, Throughput};
 use pharos_benches::{
-    allocations, config, frame, hello, keepalive, patient, Allocs, CountingAlloc, Follower, Mesh,
+    allocations, config, frame, hello, keepalive, patient, Allocs, CountingAlloc, Follower,
 };
 use pharos_core::config::Tunables;
 use pharos_core::control::Request;
-use pharos_core::testing::Net;
+use pharos_core::sim::{SimConfig, World};
 use pharos_core::wire::{self, Header};
 use pharos_core::{Generation, Instant, Node, Pnn};
 use std::hint::black_box;
@@ -22,8 +22,8 @@ static ALLOC: CountingAlloc = CountingAlloc;
 const PEERS: [u32; 3] = [2, 16, 64];
 /// Cluster sizes for the simulator.
 const SIM_NODES: [usize; 2] = [3, 7];
-/// Cluster sizes for whole-mesh cold paths.
-const MESH_NODES: [usize; 2] = [3, 7];
+/// Cluster sizes for whole-cluster cold paths.
+const CLUSTER_NODES: [usize; 2] = [3, 7];
 
 fn header(m: &wire::Message) -> Header {
     Header {
@@ -108,7 +108,7 @@ fn bench_timers(c: &mut Criterion) {
         });
         g.bench_with_input(BenchmarkId::new("poll_timeout", n), &n, |b, &n| {
             let s = Follower::new(n, patient());
-            b.iter(|| black_box(&s.mesh.nodes[0]).poll_timeout());
+            b.iter(|| black_box(s.node()).poll_timeout());
         });
     }
     g.finish();
@@ -121,47 +121,67 @@ fn sim_tunables() -> Tunables {
     t
 }
 
-fn formed(n: usize) -> Net {
-    let mut net = Net::new(n, sim_tunables());
-    net.run_until_cond(Duration::from_secs(2), |n| n.all_connected())
-        .expect("cluster forms");
-    net
+/// A world of `cfg`, run until every node sees every other connected.
+fn formed(cfg: SimConfig) -> World {
+    let mut w = World::new(cfg.tunables(sim_tunables()));
+    let took = w
+        .run_until_cond(Duration::from_secs(2), |w| w.all_connected())
+        .expect("no violation");
+    assert!(took.is_some(), "cluster forms");
+    w
 }
 
 fn bench_sim(c: &mut Criterion) {
     let mut g = c.benchmark_group("sim");
     for n in SIM_NODES {
         // One simulated second of a formed cluster: elements/s = node-seconds per wall second.
+        // `run_1s`: the quiet preset the tests use (100 us latency, trace tail, every invariant
+        // checked); `run_1s_bench`: the bench preset (no latency, trace or checks).
         g.throughput(Throughput::Elements(n as u64));
-        g.bench_with_input(BenchmarkId::new("run_1s", n), &n, |b, &n| {
-            let mut net = formed(n);
-            b.iter(|| net.run_for(Duration::from_secs(1)));
-            assert!(net.all_connected());
-        });
+        for (name, cfg) in [
+            ("run_1s", SimConfig::quiet as fn(usize) -> SimConfig),
+            ("run_1s_bench", SimConfig::bench),
+        ] {
+            g.bench_with_input(BenchmarkId::new(name, n), &n, |b, &n| {
+                let mut w = formed(cfg(n));
+                b.iter(|| w.run_for(Duration::from_secs(1)).expect("no violation"));
+                assert!(w.all_connected());
+            });
+        }
     }
     g.finish();
     let mut g = c.benchmark_group("sim_formation");
     for n in SIM_NODES {
-        // From start to every node connected to every other (about 0.5 ms of virtual time).
+        // From start to every node connected to every other (about 0.3 ms of virtual time).
         g.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, &n| {
-            b.iter(|| formed(n));
+            b.iter(|| formed(SimConfig::quiet(n)));
         });
     }
     g.finish();
 }
 
-/// Node 0's connection to node 1 is reset (both ends see EOF), and the mesh runs until it has
+/// A cluster of `n` settled in the bench preset.
+fn settled(n: usize) -> World {
+    let mut w = World::new(SimConfig::bench(n));
+    let took = w
+        .run_until_cond(Duration::from_secs(60), |w| w.settled())
+        .expect("no violation");
+    assert!(took.is_some(), "the cluster did not settle");
+    w
+}
+
+/// Node 0's connection to node 1 is reset (both ends see EOF), and the world runs until it has
 /// settled again: both sides declare the other dead, reconnect, say Hello, and go through
 /// whatever election or recovery the membership change causes.
-fn reset_and_resettle(m: &mut Mesh) {
-    m.break_link(0, 1);
-    m.deliver_all();
-    assert!(!m.settled(), "the reset was noticed");
-    let limit = m.now + Duration::from_secs(60);
-    while !m.settled() {
-        assert!(m.now < limit, "the mesh did not settle again");
-        m.step();
-    }
+fn reset_and_resettle(w: &mut World) {
+    w.reset(0, 1).expect("no violation");
+    // Zero latency: the resets arrive now.
+    w.run_for(Duration::ZERO).expect("no violation");
+    assert!(!w.settled(), "the reset was noticed");
+    let took = w
+        .run_until_cond(Duration::from_secs(60), |w| w.settled())
+        .expect("no violation");
+    assert!(took.is_some(), "the cluster did not settle again");
 }
 
 fn bench_cold(c: &mut Criterion) {
@@ -180,10 +200,10 @@ fn bench_cold(c: &mut Criterion) {
             b.iter(|| s.status_json());
         });
     }
-    for n in MESH_NODES {
+    for n in CLUSTER_NODES {
         g.bench_with_input(BenchmarkId::new("link_reset_resettle", n), &n, |b, &n| {
-            let mut m = Mesh::settled_cluster(n, Tunables::default());
-            b.iter(|| reset_and_resettle(&mut m));
+            let mut w = settled(n);
+            b.iter(|| reset_and_resettle(&mut w));
         });
     }
     g.bench_function("request_parse_setvar", |b| {
@@ -262,16 +282,17 @@ fn allocation_report() {
             }),
         ));
     }
-    for n in MESH_NODES {
-        let mut m = Mesh::settled_cluster(n, Tunables::default());
-        let generation = m.nodes[0].generation().0;
-        let allocs = per_op(20, || reset_and_resettle(&mut m));
+    for n in CLUSTER_NODES {
+        let mut w = settled(n);
+        let generation = |w: &World| w.node(0).expect("runs").generation().0;
+        let g0 = generation(&w);
+        let allocs = per_op(20, || reset_and_resettle(&mut w));
         // Recoveries per reset (the two warm-up resets included).
         // The generation's counter is its high 24 bits (the low 8 name the recmaster).
-        let recoveries = f64::from((m.nodes[0].generation().0 >> 8) - (generation >> 8)) / 22.0;
+        let recoveries = f64::from((generation(&w) >> 8) - (g0 >> 8)) / 22.0;
         rows.push((
             format!(
-                "cold: link reset, whole mesh until settled again ({recoveries:.1} recoveries), {n} nodes"
+                "cold: link reset, whole simulated cluster until settled again ({recoveries:.1} recoveries), {n} nodes"
             ),
             allocs,
         ));

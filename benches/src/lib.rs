@@ -1,24 +1,27 @@
-//! Shared pieces of the pharos benchmarks: a counting allocator, an allocation-free in-process
-//! cluster ([`Mesh`]) and steady-state fixtures built on it, and the public-IP allocation
-//! scenarios ([`ipalloc`]).
+//! Shared pieces of the pharos benchmarks: a counting allocator, a steady-state fixture
+//! ([`Follower`]: one node of a cluster settled in the simulator's bench preset, then driven
+//! alone), and the public-IP allocation scenarios ([`ipalloc`]).
 //!
 //! The allocator is a type, not a registered `#[global_allocator]`: each bench binary that wants
 //! allocation counts registers it itself (a program has only one global allocator).
 
 pub mod failover;
 pub mod ipalloc;
-pub mod mesh;
 
 pub use ipalloc::{addresses, holds_any, scenario, stress, Scenario, Stress};
-pub use mesh::Mesh;
 
 use pharos_core::config::{NodesFile, Tunables};
-use pharos_core::control::{RecoveryMode, Request};
-use pharos_core::wire::{self, Header, Hello, Keepalive, Message};
-use pharos_core::{ClientId, ConnId, Event, Generation, NodeConfig, NodeFlags, Pnn};
+use pharos_core::control::{RecoveryMode, Request, Response};
+use pharos_core::drive::{Driver, Feedback, Host};
+use pharos_core::sim::{SimConfig, World};
+use pharos_core::wire::{self, Header, Hello, Keepalive, Message, Op};
+use pharos_core::{
+    Action, ClientId, Event, Generation, Instant, Link, Node, NodeConfig, NodeFlags, Pnn,
+};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::Duration;
 
 /// Wraps [`System`], counting this thread's allocations (and reallocations) and their bytes.
 ///
@@ -95,7 +98,14 @@ pub fn allocations<R>(f: impl FnOnce() -> R) -> (Allocs, R) {
 /// The configuration of node 0 in a cluster of `peers + 1` nodes.
 pub fn config(peers: u32, tunables: Tunables) -> NodeConfig {
     let addrs: Vec<Option<IpAddr>> = (0..=peers as usize)
-        .map(|i| Some(mesh::mesh_addr(i)))
+        .map(|i| {
+            Some(IpAddr::V4(Ipv4Addr::new(
+                10,
+                0,
+                (i >> 8) as u8,
+                i as u8 + 1,
+            )))
+        })
         .collect();
     let nodes = NodesFile::from_addresses(&addrs).expect("valid nodes");
     NodeConfig::new(nodes, Pnn(0), 4379, tunables).expect("node 0 is live")
@@ -152,31 +162,84 @@ pub fn hello(incarnation: u64) -> Message {
     })
 }
 
-/// Node 0 of a settled [`Mesh`] of `peers + 1` nodes, run alone: it is a follower (the biggest
-/// PNN wins the election), and the last keepalive each peer sent it is kept for replay, so the
-/// node can be driven through its steady state without the rest of the mesh.
+/// A shell that drops everything (for measuring one node alone), counting frames and keeping
+/// the last control reply.
+#[derive(Default)]
+pub struct Detached {
+    /// Frames the node sent.
+    pub sent: usize,
+    /// The last reply to a control request.
+    pub reply: Option<Response>,
+}
+
+impl Host for Detached {
+    fn transmit(&mut self, _peer: Pnn, frame: &[u8]) {
+        std::hint::black_box(frame);
+        self.sent += 1;
+    }
+
+    fn act(&mut self, action: Action, _feedback: &mut Feedback) {
+        match action {
+            Action::Reply { response, .. } => self.reply = Some(response),
+            other => {
+                std::hint::black_box(&other);
+            }
+        }
+    }
+}
+
+/// Node 0 of a cluster of `peers + 1` nodes settled in the simulator's bench preset, then
+/// taken out of the world and driven alone through the drive path: it is a follower (the
+/// biggest PNN wins the election), and the last keepalive each peer sent it is kept for replay,
+/// so the node can be driven through its steady state with no world around it (the figures
+/// are the node's and the drive path's work only).
 pub struct Follower {
-    /// The mesh; node 0 is the one measured.
-    pub mesh: Mesh,
-    keepalives: Vec<(ConnId, Vec<u8>)>,
+    node: Node,
+    now: Instant,
+    driver: Driver,
+    keepalives: Vec<(Link, Vec<u8>)>,
 }
 
 impl Follower {
-    /// Builds and settles the mesh, then captures the peers' keepalives to node 0.
+    /// Settles the cluster, captures the keepalives node 0 receives for two intervals, and
+    /// takes node 0 out of the world.
     pub fn new(peers: u32, tunables: Tunables) -> Self {
-        let mut mesh = Mesh::settled_cluster(peers as usize + 1, tunables);
-        assert_ne!(mesh.recmaster(), Some(0), "node 0 must be a follower");
-        let keepalives: Vec<(ConnId, Vec<u8>)> = mesh
-            .capture_to(0)
-            .into_iter()
-            .map(|(_, conn, bytes)| (conn, bytes))
-            .collect();
+        let mut w = World::new(SimConfig::bench(peers as usize + 1).tunables(tunables));
+        let took = w
+            .run_until_cond(Duration::from_secs(60), |w| w.settled())
+            .expect("no violation");
+        assert!(took.is_some(), "the cluster did not settle in 60 s");
+        let node0 = w.node(0).expect("node 0 runs");
+        assert_ne!(node0.recmaster(), Pnn(0), "node 0 must be a follower");
+        w.capture(0);
+        let interval = w.config().tunables.keepalive_interval;
+        w.run_for(interval * 2).expect("no violation");
+        // The last keepalive from each peer, in PNN order.
+        let mut last: Vec<Option<(Link, Vec<u8>)>> = vec![None; peers as usize + 1];
+        for c in w.take_captured() {
+            if wire::decode(&c.bytes).is_ok_and(|(h, _)| h.op == Op::Keepalive) {
+                last[c.from] = Some((c.link, c.bytes));
+            }
+        }
+        let keepalives: Vec<(Link, Vec<u8>)> = last.into_iter().flatten().collect();
         assert_eq!(
             keepalives.len(),
             peers as usize,
             "a keepalive from every peer"
         );
-        Follower { mesh, keepalives }
+        let now = w.now();
+        let node = w.into_node(0).expect("node 0 runs");
+        Follower {
+            node,
+            now,
+            driver: Driver::new(),
+            keepalives,
+        }
+    }
+
+    /// The node measured.
+    pub fn node(&self) -> &Node {
+        &self.node
     }
 
     /// Number of peers.
@@ -186,19 +249,28 @@ impl Follower {
 
     /// Whether node 0 sees every peer connected.
     pub fn all_connected(&self) -> bool {
-        (0..self.mesh.len())
-            .all(|p| self.mesh.nodes[0].flags_of(Pnn(p as u32)) == NodeFlags::empty())
+        (0..=self.peers()).all(|p| self.node.flags_of(Pnn(p as u32)) == NodeFlags::empty())
+    }
+
+    /// Node 0 handles `event` now, through the drive path, with everything it asks dropped.
+    fn handle(&mut self, event: Event<'_>) -> Detached {
+        let mut shell = Detached::default();
+        self.driver
+            .drive(&mut self.node, self.now, event, &mut shell)
+            .expect("valid input");
+        shell
     }
 
     /// Peer `k`'s (0-based) keepalive arrives at node 0; outputs drained (there are none in the
     /// steady state). Returns the number of transmits.
     pub fn receive_keepalive(&mut self, k: usize) -> usize {
-        let (conn, bytes) = &self.keepalives[k];
-        let event = Event::Frame {
-            link: pharos_core::Link::In(*conn),
-            bytes,
-        };
-        self.mesh.handle_detached(0, event).sent
+        let (link, bytes) = &self.keepalives[k];
+        let mut shell = Detached::default();
+        let event = Event::Frame { link: *link, bytes };
+        self.driver
+            .drive(&mut self.node, self.now, event, &mut shell)
+            .expect("valid input");
+        shell.sent
     }
 
     /// A keepalive from every peer.
@@ -209,11 +281,11 @@ impl Follower {
     }
 
     /// Time jumps to node 0's deadline (its next keepalive tick), `Timeout` is handled and the
-    /// keepalives are encoded into the write buffer. Returns the number of transmits.
+    /// keepalives are encoded by the drive path. Returns the number of transmits.
     pub fn tick(&mut self) -> usize {
-        let t = self.mesh.nodes[0].poll_timeout().expect("a deadline");
-        self.mesh.now = self.mesh.now.max(t);
-        self.mesh.handle_detached(0, Event::Timeout).sent
+        let t = self.node.poll_timeout().expect("a deadline");
+        self.now = self.now.max(t);
+        self.handle(Event::Timeout).sent
     }
 
     /// A control `status` request to node 0, answered as the JSON line the shell would write.
@@ -222,8 +294,8 @@ impl Follower {
             client: ClientId(1),
             request: Request::Status,
         };
-        let reply = self.mesh.handle_detached(0, event).reply;
-        reply
+        self.handle(event)
+            .reply
             .map(|r| pharos_host::schema::encode(&r))
             .unwrap_or_default()
     }

@@ -52,5 +52,7 @@ pub use types::{ClientId, ConnId, Generation, Link, NodeFlags, Pnn};
 
 #[cfg(feature = "sim")]
 pub mod sim;
-#[cfg(any(test, feature = "testing"))]
-pub mod testing;
+// Test-only: the in-memory network the event-sequencing tests (node/events_tests.rs) still run on;
+// every other test and bench runs on the simulator.
+#[cfg(test)]
+mod testing;

@@ -1,9 +1,14 @@
-//! An in-memory network of [`Node`]s on virtual time: the seed of the simulator.
+//! Test-only: an in-memory network of [`Node`]s on virtual time, the seed of the simulator,
+//! kept for the event-sequencing tests (`node/events_tests.rs`) until they move onto the
+//! simulator's quiet preset.
 //!
 //! It models what the shells do with real sockets: an outgoing connect reaches a running node
 //! (even a frozen one: the kernel accepts), frames flow in order with a fixed latency, a close
 //! or a crash is seen by the other end as EOF, a frozen node processes nothing until thawed.
 //! Everything is deterministic: same calls, same results.
+
+// Only part of it is used by the one test module left on it.
+#![allow(dead_code)]
 
 use crate::config::{NodesFile, PublicAddresses, Tunables};
 use crate::drive::{Driver, Feedback, Host};

@@ -3,8 +3,8 @@
 
 use core::time::Duration;
 use pharos_core::config::Tunables;
+use pharos_core::control::{Request, Response};
 use pharos_core::sim::{LinkParams, SimConfig, World};
-use pharos_core::testing::Net;
 use pharos_core::{NodeFlags, Pnn};
 
 fn fast(limit: u32) -> Tunables {
@@ -16,25 +16,27 @@ fn fast(limit: u32) -> Tunables {
 
 #[test]
 fn one_node_with_a_long_interval_is_not_declared_dead() {
-    let mut net = Net::new(3, fast(3));
-    net.run_for(Duration::from_secs(3));
-    assert!(net.all_connected());
-    let recmaster = net.node(0).recmaster();
+    let mut w = World::new(SimConfig::quiet(3).tunables(fast(3)));
+    w.run_for(Duration::from_secs(3)).unwrap();
+    assert!(w.all_connected());
+    let recmaster = w.node(0).unwrap().recmaster();
     assert_ne!(recmaster, Pnn::NONE);
-    net.control(2, "setvar KeepaliveInterval 3600");
+    let setvar = Request::parse("setvar KeepaliveInterval 3600").unwrap();
+    assert_eq!(w.control(2, setvar), Some(Response::Done(None)));
     // Today's main declared node 2 dead every ~1.4 s from here on and the recmaster changed.
-    let end = net.now() + Duration::from_secs(30);
-    while net.now() < end {
-        net.run_for(Duration::from_millis(50));
+    let end = w.now() + Duration::from_secs(30);
+    while w.now() < end {
+        w.run_for(Duration::from_millis(50)).unwrap();
         for i in 0..3 {
+            let n = w.node(i).unwrap();
             for j in 0..3 {
                 assert!(
-                    !net.flags(i, j).contains(NodeFlags::DISCONNECTED),
+                    !n.flags_of(Pnn(j)).contains(NodeFlags::DISCONNECTED),
                     "node {i} sees node {j} disconnected at {:?}",
-                    net.now()
+                    w.now()
                 );
             }
-            assert_eq!(net.node(i).recmaster(), recmaster);
+            assert_eq!(n.recmaster(), recmaster);
         }
     }
 }

@@ -5,14 +5,18 @@
 use core::net::IpAddr;
 use core::time::Duration;
 use pharos_core::config::Tunables;
+use pharos_core::node::NodeConfig;
 use pharos_core::sim::invariants::{
-    generation::GenerationsGrow, hosting::NoAddressTwice, lock::LockExclusive,
-    quorum::ReleaseWithoutQuorum, recmaster::OneRecmasterPerGeneration, Invariant, Liveness, View,
+    acting_lock::ActingHoldsLock, barred::ObeysOwnFlags, detection::SilentPeerDisconnected,
+    generation::GenerationsGrow, hosting::NoAddressTwice, lead::NoLeadWithoutQuorum,
+    lock::LockExclusive, quorum::ReleaseWithoutQuorum, recmaster::OneRecmasterPerGeneration,
+    Invariant, Liveness, View,
 };
 use pharos_core::sim::{
     BoundInputs, Bounds, Capabilities, Fault, Holder, Hosting, LockConfig, NodeObs, NodeState,
-    SimConfig, World,
+    SimConfig, StartInfo, World,
 };
+use pharos_core::types::NodeSet;
 use pharos_core::{Generation, Instant, NodeFlags, Pnn};
 
 fn secs(s: f64) -> Instant {
@@ -51,6 +55,7 @@ struct State {
     lock: Option<Holder>,
     hosting: Hosting,
     votes_lost: Vec<Vec<Option<Instant>>>,
+    unheard_since: Vec<Vec<Option<Instant>>>,
     bounds: Bounds,
 }
 
@@ -66,20 +71,43 @@ impl State {
                 Duration::from_secs(3),
             ),
             votes_lost: vec![vec![None; n]; n],
+            unheard_since: vec![vec![None; n]; n],
             bounds: bounds(Capabilities::CURRENT),
         }
     }
 
-    fn check(&self, inv: &mut dyn Invariant) -> Result<(), String> {
-        inv.check(&pharos_core::sim::invariants::Snapshot {
+    fn snapshot(&self) -> pharos_core::sim::invariants::Snapshot<'_> {
+        pharos_core::sim::invariants::Snapshot {
             now: self.now,
             nodes: &self.nodes,
             lock: self.lock,
             hosting: &self.hosting,
             votes_lost: &self.votes_lost,
+            unheard_since: &self.unheard_since,
             bounds: &self.bounds,
-        })
+        }
     }
+
+    fn check(&self, inv: &mut dyn Invariant) -> Result<(), String> {
+        inv.check(&self.snapshot())
+    }
+
+    /// Every node shows every other connected.
+    fn all_connected(mut self) -> Self {
+        let n = self.nodes.len();
+        for (i, o) in self.nodes.iter_mut().enumerate() {
+            o.connected = set((0..n).filter(|&j| j != i));
+        }
+        self
+    }
+}
+
+fn set(nodes: impl IntoIterator<Item = usize>) -> NodeSet {
+    let mut s = NodeSet::new();
+    for i in nodes {
+        s.insert(Pnn(i as u32));
+    }
+    s
 }
 
 #[test]
@@ -122,6 +150,41 @@ fn a_believer_whose_lock_went_to_another_is_caught() {
     // Nobody holds it (the Lost is on its way): tolerated.
     s.lock = None;
     assert_eq!(s.check(&mut LockExclusive), Ok(()));
+}
+
+#[test]
+fn an_acting_recmaster_without_the_lock_is_caught() {
+    let mut s = State::new(3);
+    s.nodes[1].acting = true;
+    s.nodes[1].holds_lock = true;
+    s.lock = Some(Holder {
+        node: 1,
+        incarnation: 2,
+        expires: None,
+    });
+    assert_eq!(s.check(&mut ActingHoldsLock), Ok(()));
+    // The Lost of a broken lock on its way: tolerated.
+    s.lock = None;
+    assert_eq!(s.check(&mut ActingHoldsLock), Ok(()));
+    // Given to another life of the same node.
+    s.lock = Some(Holder {
+        node: 1,
+        incarnation: 9,
+        expires: None,
+    });
+    let e = s.check(&mut ActingHoldsLock).unwrap_err();
+    assert!(e.contains("gave the lock to n1 (life 9)"), "{e}");
+    // Acting without even believing it holds the lock.
+    s.lock = None;
+    s.nodes[1].holds_lock = false;
+    let e = s.check(&mut ActingHoldsLock).unwrap_err();
+    assert!(
+        e.contains("n1 (life 2) acts as recovery master but does not believe"),
+        "{e}"
+    );
+    // A frozen master does nothing.
+    s.nodes[1].state = NodeState::Frozen;
+    assert_eq!(s.check(&mut ActingHoldsLock), Ok(()));
 }
 
 #[test]
@@ -254,6 +317,221 @@ fn a_peer_lost_recently_may_still_count() {
     assert_eq!(s.check(&mut ReleaseWithoutQuorum), Ok(()));
 }
 
+#[test]
+fn leading_without_quorum_past_the_deadline_is_caught() {
+    let mut s = State::new(5);
+    let mut lead = NoLeadWithoutQuorum::new(5);
+    let detect = s.bounds.detect;
+    // n0 is the acting recovery master when a partition 0,1|2,3,4 cuts it off at 10 s.
+    s.nodes[0].recmaster = Pnn(0);
+    s.nodes[0].holds_lock = true;
+    s.nodes[0].acting = true;
+    s.nodes[1].recmaster = Pnn(0);
+    for j in 2..5 {
+        s.votes_lost[0][j] = Some(secs(10.0));
+        s.votes_lost[1][j] = Some(secs(10.0));
+    }
+    s.now = secs(10.0) + (detect - Duration::from_millis(1));
+    assert_eq!(s.check(&mut lead), Ok(()), "still in time");
+    let snap = s.snapshot();
+    assert_eq!(
+        lead.next_deadline(&snap),
+        Some(secs(10.0) + detect),
+        "the world checks exactly at the deadline"
+    );
+    s.now = secs(10.0) + detect;
+    let e = s.check(&mut lead).unwrap_err();
+    assert!(e.contains("n0 cannot count on a majority"), "{e}");
+    assert!(e.contains("still leads"), "{e}");
+    assert!(e.contains("n2:lost@10.000000"), "{e}");
+    // Each belief on its own is leading: the claim (the lock still pending) ...
+    s.nodes[0].holds_lock = false;
+    s.nodes[0].acting = false;
+    assert!(s.check(&mut lead).is_err());
+    // ... or a lock kept after giving up the role.
+    s.nodes[0].recmaster = Pnn::NONE;
+    s.nodes[0].holds_lock = true;
+    assert!(s.check(&mut lead).is_err());
+    // Stepped down: fine; following another from the minority is fine too.
+    s.nodes[0].holds_lock = false;
+    assert_eq!(s.check(&mut lead), Ok(()));
+    s.nodes[0].recmaster = Pnn(3);
+    assert_eq!(s.check(&mut lead), Ok(()));
+    // A lock request made and withdrawn within one step shows only in the count.
+    s.nodes[0].lock_requests = 1;
+    let e = s.check(&mut lead).unwrap_err();
+    assert!(e.contains("asked for the lock=true"), "{e}");
+    assert_eq!(s.check(&mut lead), Ok(()), "one request, one violation");
+    // A new life starts counting afresh.
+    s.nodes[0].life = 7;
+    assert_eq!(s.check(&mut lead), Ok(()));
+}
+
+#[test]
+fn a_frozen_leader_owes_nothing_and_a_thawed_one_gets_the_bound_again() {
+    let mut s = State::new(3);
+    let mut lead = NoLeadWithoutQuorum::new(3);
+    let detect = s.bounds.detect;
+    s.nodes[2].recmaster = Pnn(2);
+    s.nodes[2].holds_lock = true;
+    s.votes_lost[2][0] = Some(secs(10.0));
+    s.votes_lost[2][1] = Some(secs(10.0));
+    s.now = secs(10.0) + detect;
+    assert!(s.check(&mut lead).is_err());
+    s.nodes[2].state = NodeState::Frozen;
+    assert_eq!(s.check(&mut lead), Ok(()));
+    s.nodes[2].state = NodeState::Running;
+    s.nodes[2].since = secs(12.0);
+    assert_eq!(s.check(&mut lead), Ok(()));
+    s.now = secs(12.0) + detect;
+    assert!(s.check(&mut lead).is_err());
+    // With one peer back (2 of 3) it may lead again, at once.
+    s.votes_lost[2][1] = None;
+    assert_eq!(s.check(&mut lead), Ok(()));
+    assert_eq!(lead.next_deadline(&s.snapshot()), None);
+}
+
+#[test]
+fn showing_a_silent_peer_connected_past_the_bound_is_caught() {
+    let mut s = State::new(3).all_connected();
+    let detect = s.bounds.detect;
+    // n1 freezes at 10 s: neither n0 nor n2 can hear it.
+    s.nodes[1].state = NodeState::Frozen;
+    s.nodes[1].since = secs(10.0);
+    s.unheard_since[0][1] = Some(secs(10.0));
+    s.unheard_since[2][1] = Some(secs(10.0));
+    s.now = secs(10.0) + (detect - Duration::from_millis(1));
+    assert_eq!(
+        s.check(&mut SilentPeerDisconnected),
+        Ok(()),
+        "still in time"
+    );
+    assert_eq!(
+        SilentPeerDisconnected.next_deadline(&s.snapshot()),
+        Some(secs(10.0) + detect)
+    );
+    s.now = secs(10.0) + detect;
+    let e = s.check(&mut SilentPeerDisconnected).unwrap_err();
+    assert!(e.contains("n0 still shows n1 connected"), "{e}");
+    assert!(e.contains("n1 is Frozen since 10.000000s"), "{e}");
+    // n0 noticed; n2 has not.
+    s.nodes[0].connected = set([2]);
+    let e = s.check(&mut SilentPeerDisconnected).unwrap_err();
+    assert!(e.contains("n2 still shows n1 connected"), "{e}");
+    s.nodes[2].connected = set([0]);
+    assert_eq!(s.check(&mut SilentPeerDisconnected), Ok(()));
+    // The frozen node's own stale view does not count.
+    assert!(s.nodes[1].connected.contains(Pnn(0)));
+}
+
+#[test]
+fn a_one_way_cut_is_owed_by_the_side_that_cannot_hear() {
+    let mut s = State::new(3).all_connected();
+    let detect = s.bounds.detect;
+    // Cut n0 -> n1 at 10 s: n1 cannot hear n0; n0 still hears n1.
+    s.unheard_since[1][0] = Some(secs(10.0));
+    s.now = secs(10.0) + detect;
+    let e = s.check(&mut SilentPeerDisconnected).unwrap_err();
+    assert!(e.contains("n1 still shows n0 connected"), "{e}");
+    assert!(e.contains("the path n0->n1 is cut"), "{e}");
+    s.nodes[1].connected = set([2]);
+    assert_eq!(s.check(&mut SilentPeerDisconnected), Ok(()));
+    // n0 showing n1 either way is fine (what it shows of a peer it hears is liveness).
+    s.nodes[0].connected = set([2]);
+    assert_eq!(s.check(&mut SilentPeerDisconnected), Ok(()));
+}
+
+#[test]
+fn a_thawed_or_restarted_node_gets_the_detection_bound_from_then() {
+    let mut s = State::new(3).all_connected();
+    let detect = s.bounds.detect;
+    // n2 went down at 10 s; n0 was frozen meanwhile and is thawed at 15 s with its old view.
+    s.nodes[2] = NodeObs {
+        state: NodeState::HostDown,
+        since: secs(10.0),
+        life: 3,
+        ..NodeObs::DOWN
+    };
+    s.unheard_since[0][2] = Some(secs(10.0));
+    s.unheard_since[1][2] = Some(secs(10.0));
+    s.nodes[1].connected = set([0]);
+    s.nodes[0].since = secs(15.0);
+    s.now = secs(10.0) + detect;
+    assert_eq!(s.check(&mut SilentPeerDisconnected), Ok(()));
+    s.now = secs(15.0) + detect;
+    let e = s.check(&mut SilentPeerDisconnected).unwrap_err();
+    assert!(e.contains("n0 still shows n2 connected"), "{e}");
+    assert!(e.contains("HostDown"), "{e}");
+    // n2 back (a new life n0 can hear): nothing owed any more.
+    s.unheard_since[0][2] = None;
+    assert_eq!(s.check(&mut SilentPeerDisconnected), Ok(()));
+}
+
+/// Nodes whose detector is far slower than the bounds assume (KeepaliveLimit 1000 where the
+/// world derived its bounds from 3): stands for a node that never declares a silent peer dead.
+fn deaf_detector(config: NodeConfig, start: &StartInfo) -> NodeConfig {
+    let t = Tunables {
+        keepalive_limit: 1000,
+        ..Default::default()
+    };
+    let config = NodeConfig::new(config.nodes().clone(), config.pnn(), 4379, t).unwrap();
+    pharos_core::sim::configure_node(config, start)
+}
+
+#[test]
+fn a_live_run_with_a_deaf_detector_fails_on_a_frozen_peer() {
+    let mut cfg = SimConfig::new(3).seed(3);
+    cfg.configure = deaf_detector;
+    let mut w = World::new(cfg);
+    w.run_for(Duration::from_secs(3)).unwrap();
+    assert!(w.all_connected());
+    w.apply(Fault::Freeze(2)).unwrap();
+    let frozen_at = w.now();
+    let err = w
+        .run_for(w.bounds().detect + Duration::from_secs(1))
+        .unwrap_err();
+    assert_eq!(err.rule, "silent-peer-disconnected", "{}", w.report(&err));
+    assert!(
+        err.message.contains("shows n2 connected"),
+        "{}",
+        err.message
+    );
+    assert_eq!(
+        err.at,
+        frozen_at + w.bounds().detect,
+        "caught at the deadline"
+    );
+}
+
+#[test]
+fn a_node_ignoring_its_own_flags_is_caught() {
+    let mut s = State::new(3);
+    s.hosting.take(0, ip("10.0.0.1"), secs(1.0));
+    s.nodes[1].recmaster = Pnn(1);
+    s.nodes[1].holds_lock = true;
+    assert_eq!(s.check(&mut ObeysOwnFlags), Ok(()));
+    s.nodes[0].flags = NodeFlags::DISABLED;
+    let e = s.check(&mut ObeysOwnFlags).unwrap_err();
+    assert!(e.contains("n0 is DISABLED and still hosts 10.0.0.1"), "{e}");
+    s.hosting.release_all(0);
+    assert_eq!(s.check(&mut ObeysOwnFlags), Ok(()));
+    // Disabled, a node may still lead; stopped or banned, it may not.
+    s.nodes[1].flags = NodeFlags::DISABLED;
+    assert_eq!(s.check(&mut ObeysOwnFlags), Ok(()));
+    s.nodes[1].flags = NodeFlags::STOPPED;
+    let e = s.check(&mut ObeysOwnFlags).unwrap_err();
+    assert!(e.contains("n1 is STOPPED and still leads"), "{e}");
+    s.nodes[1].recmaster = Pnn(2);
+    s.nodes[1].holds_lock = false;
+    assert_eq!(s.check(&mut ObeysOwnFlags), Ok(()));
+    // A frozen node cannot act on its flags (its addresses lapse on their own).
+    s.hosting.take(2, ip("10.0.0.2"), secs(1.0));
+    s.nodes[2].flags = NodeFlags::BANNED;
+    assert!(s.check(&mut ObeysOwnFlags).is_err());
+    s.nodes[2].state = NodeState::Frozen;
+    assert_eq!(s.check(&mut ObeysOwnFlags), Ok(()));
+}
+
 fn view(obs: NodeObs, connected: &[bool]) -> View {
     View {
         obs,
@@ -316,10 +594,26 @@ fn liveness_with_election_wants_one_acting_recmaster() {
         "{e}"
     );
     views[2].obs.acting = true;
+    for v in views.iter_mut() {
+        v.obs.vnnmap = set([0, 1]);
+    }
+    // The vnnmap: that of every active node, and exactly the active nodes.
+    let e = l.probe(secs(2.0) + b.converge, &views, &h, &b).unwrap_err();
+    assert!(
+        e.contains("n0's vnnmap is {0, 1}, not the active nodes {0, 1, 2}"),
+        "{e}"
+    );
+    for v in views.iter_mut() {
+        v.obs.vnnmap = set([0, 1, 2]);
+    }
     assert_eq!(l.probe(secs(2.0) + b.converge, &views, &h, &b), Ok(()));
-    // A banned node is not asked to agree.
+    // A banned node is not asked to agree, and is no member.
     views[0].obs.flags = NodeFlags::BANNED;
     views[0].obs.recmaster = Pnn::NONE;
+    assert!(l.probe(secs(3.0) + b.converge, &views, &h, &b).is_err());
+    for v in views.iter_mut() {
+        v.obs.vnnmap = set([1, 2]);
+    }
     assert_eq!(l.probe(secs(3.0) + b.converge, &views, &h, &b), Ok(()));
 }
 

@@ -100,3 +100,34 @@ fn random_faults_on_5_nodes() {
 fn random_faults_on_7_nodes() {
     sweep(7);
 }
+
+/// Seeds that once found a bug, run in CI whatever the sweep: each stays a regression test of
+/// what it found.
+#[test]
+fn seeds_that_found_bugs() {
+    let found = [
+        // Two recovery masters that could not reach each other made the same generation from
+        // the same top ("one above any known"), until the creator's PNN went into it.
+        (1055, 3, Mix::Mixed),
+        (2699, 3, Mix::Mixed),
+        (3146, 3, Mix::Mixed),
+        (3274, 3, Mix::Mixed),
+        (4520, 3, Mix::Mixed),
+        // Frames a partition held back from a peer that froze meanwhile arrive when it heals
+        // (silent-peer-disconnected counts from the heal).
+        (1442, 5, Mix::Mixed),
+    ];
+    for (seed, nodes, mix) in found {
+        let out = run(&RunSpec {
+            seed,
+            nodes,
+            mix,
+            seconds: 120,
+        });
+        assert!(
+            out.violation.is_none(),
+            "{out}\n{}",
+            out.report.as_deref().unwrap_or_default()
+        );
+    }
+}

@@ -10,9 +10,9 @@
 
 use core::time::Duration;
 use pharos_core::config::Tunables;
-use pharos_core::control::RecoveryMode;
+use pharos_core::control::{AdminCommand, RecoveryMode, Request, Response};
 use pharos_core::sim::{Capabilities, Fault, LockKind, NodeState, SimConfig, World};
-use pharos_core::{Generation, Pnn};
+use pharos_core::{Generation, NodeFlags, Pnn};
 
 const MS: Duration = Duration::from_millis(1);
 
@@ -489,4 +489,203 @@ fn flapping_link_transport() {
 #[test]
 fn flapping_link_election() {
     flapping_link(ELECTION);
+}
+
+// ----- found by silent-peer-disconnected -----
+
+/// A Hello that arrived on an incoming connection long ago must not make a silent peer
+/// connected when our outgoing connection finally gets through to its kernel. n0 thaws with
+/// n1's new connection and Hello in its backlog, but its own connection to n1 cannot get
+/// through (a one-way cut); n1 freezes; 20 s later the cut heals and n0's connection reaches
+/// n1's kernel, which accepts for the stopped process. Without the fix n0 then shows n1
+/// connected for a few more keepalive intervals, 20 s after n1 fell silent.
+/// (The fix: `Health::watch` judges a newly connected peer by its last frame.)
+#[test]
+fn a_stale_hello_does_not_make_a_frozen_peer_connected() {
+    let mut w = world(3, LockKind::Fcntl, TODAY, "a_stale_hello_does_not_make");
+    run_for(&mut w, secs(3));
+    assert!(w.all_connected());
+    apply(&mut w, Fault::Freeze(0));
+    // n1 and n2 drop n0, reconnect to its kernel and say Hello into its backlog.
+    run_for(&mut w, secs(8));
+    apply(&mut w, Fault::Cut { from: 0, to: 1 });
+    apply(&mut w, Fault::Thaw(0));
+    run_for(&mut w, secs(2));
+    assert!(!w.sees_connected(0, 1), "n0 cannot reach n1 yet");
+    apply(&mut w, Fault::Freeze(1));
+    run_for(&mut w, secs(20));
+    apply(&mut w, Fault::Restore { from: 0, to: 1 });
+    // silent-peer-disconnected is checked at every step; n0 must not take n1 back.
+    let back = until(&mut w, secs(10), |w| w.sees_connected(0, 1));
+    assert_eq!(back, None, "n0 shows the frozen n1 connected again");
+    // Thawed, n1 is connected again in both views.
+    apply(&mut w, Fault::Thaw(1));
+    let limit = w.bounds().reconnect;
+    let t = until(&mut w, limit, |w| w.all_connected());
+    assert!(t.is_some(), "reconnected after the thaw");
+}
+
+// ----- CTDB: who wins the election (seed 000) -----
+
+/// CTDB's election: the longest-running candidate wins, then the biggest PNN; a node that
+/// cannot be recovery master never does. Nodes start 100 ms apart in the order 2, 4, 0, 3, 1,
+/// so the winner is neither the first nor the last PNN; then the winner dies and the next
+/// longest-running takes over; with the same start, the bigger PNN wins.
+#[test]
+fn ctdb_election_prefers_the_longest_running_then_the_biggest_pnn() {
+    let t = Tunables {
+        recovery_ban_period: secs(5),
+        ..Default::default()
+    };
+    let mut cfg = SimConfig::new(5)
+        .tunables(t)
+        .seed(9)
+        .replay("cargo test -p pharos-core --test sim_scenarios ctdb_election_prefers".to_string());
+    cfg.limits.worst_link = cfg.net.default;
+    // Node 2 started first but may not lead (CTDB's --no-recmaster).
+    cfg.recmaster_capable[2] = false;
+    let mut w = World::idle(cfg);
+    for i in [2, 4, 0, 3, 1] {
+        apply(&mut w, Fault::Start(i));
+        run_for(&mut w, 100 * MS);
+    }
+    assert!(until(&mut w, secs(30), led).is_some(), "a recovery master");
+    assert_eq!(acting(&w), [4], "the longest-running capable node");
+    apply(&mut w, Fault::Crash(4));
+    assert!(
+        until(&mut w, secs(30), led).is_some(),
+        "a new recovery master"
+    );
+    assert_eq!(acting(&w), [0], "the next longest-running");
+    // Restarted together, 3 and 1 tie on the start stamp: the bigger PNN wins.
+    apply(&mut w, Fault::Crash(0));
+    apply(&mut w, Fault::Crash(3));
+    apply(&mut w, Fault::Crash(1));
+    apply(&mut w, Fault::Start(1));
+    apply(&mut w, Fault::Start(3));
+    apply(&mut w, Fault::Start(4));
+    assert!(
+        until(&mut w, secs(60), led).is_some(),
+        "a recovery master again"
+    );
+    assert_eq!(
+        acting(&w),
+        [4],
+        "4 ties with 1 and 3 and has the biggest PNN"
+    );
+}
+
+// ----- CTDB: node flags (seed 001) -----
+
+fn admin(w: &mut World, i: usize, cmd: AdminCommand) {
+    let r = w.control(i, Request::Admin(cmd));
+    assert!(matches!(r, Some(Response::Done(_))), "n{i} {cmd:?}: {r:?}");
+    if let Some(v) = w.violation() {
+        panic!("{}", w.report(v));
+    }
+}
+
+/// How many running nodes but `i` see `flag` on `i`, and how many run.
+fn seen_by(w: &World, i: usize, flag: NodeFlags) -> (usize, usize) {
+    let others: Vec<usize> = (0..w.config().nodes)
+        .filter(|&j| j != i && w.state(j) == NodeState::Running)
+        .collect();
+    let seen = others
+        .iter()
+        .filter(|&&j| w.node(j).unwrap().flags_of(Pnn(i as u32)).contains(flag))
+        .count();
+    (seen, others.len())
+}
+
+/// `ctdb disable`, `stop`, `ban` and their undoing: the node gives up its addresses at once
+/// (and, stopped or banned, the recovery master role: another takes over), every peer sees the
+/// flag within a keepalive round, and undone, the node hosts again. `own-flags-obeyed` is
+/// checked at every step.
+#[test]
+fn ctdb_admin_flags_release_at_once_and_are_seen_cluster_wide() {
+    let mut w = world(5, LockKind::Fcntl, ELECTION, "ctdb_admin_flags");
+    assert!(until(&mut w, secs(30), led).is_some(), "a recovery master");
+    let round = w.config().tunables.keepalive_interval + 10 * MS;
+    for (set, undo, flag) in [
+        (
+            AdminCommand::Disable,
+            AdminCommand::Enable,
+            NodeFlags::DISABLED,
+        ),
+        (
+            AdminCommand::Stop,
+            AdminCommand::Continue,
+            NodeFlags::STOPPED,
+        ),
+        (
+            AdminCommand::Ban(3600),
+            AdminCommand::Unban,
+            NodeFlags::BANNED,
+        ),
+    ] {
+        // The recovery master itself: the case with the most to give up.
+        let m = acting(&w)[0];
+        assert!(w.hosting().hosts_any(m), "n{m} hosts its home address");
+        admin(&mut w, m, set);
+        assert!(!w.hosting().hosts_any(m), "n{m} {set:?}: released at once");
+        assert!(w.obs(m).flags.contains(flag));
+        let seen = until(&mut w, round, |w| {
+            let (seen, of) = seen_by(w, m, flag);
+            seen == of
+        });
+        assert!(seen.is_some(), "{flag} seen by all");
+        if flag != NodeFlags::DISABLED {
+            assert!(
+                until(&mut w, secs(60), led).is_some(),
+                "a new recovery master"
+            );
+            assert_ne!(acting(&w), vec![m], "n{m} {set:?} still leads");
+        }
+        admin(&mut w, m, undo);
+        assert!(!w.obs(m).flags.contains(flag));
+        let back = until(&mut w, round, |w| {
+            seen_by(w, m, flag).0 == 0 && w.hosting().hosts_any(m)
+        });
+        assert!(
+            back.is_some(),
+            "n{m} {undo:?}: hosts again, flag gone everywhere"
+        );
+        assert!(until(&mut w, secs(60), led).is_some(), "led again");
+    }
+}
+
+// ----- votequorum (seed 003) -----
+
+/// votequorum's wait_for_all: after start, no quorum (no addresses, no recovery master) until
+/// every node has been seen once; then the usual majority rule, a node lost or not.
+#[test]
+fn votequorum_wait_for_all_needs_every_node_once() {
+    let t = Tunables {
+        wait_for_all: true,
+        recovery_ban_period: secs(5),
+        ..Default::default()
+    };
+    let mut cfg = SimConfig::new(3).tunables(t).seed(5).replay(
+        "cargo test -p pharos-core --test sim_scenarios votequorum_wait_for_all".to_string(),
+    );
+    cfg.limits.worst_link = cfg.net.default;
+    let mut w = World::idle(cfg);
+    apply(&mut w, Fault::Start(0));
+    apply(&mut w, Fault::Start(1));
+    run_for(&mut w, secs(10));
+    assert!(w.sees_connected(0, 1), "2 of 3 connected");
+    for i in [0, 1] {
+        let o = w.obs(i);
+        assert!(!o.quorate, "n{i}: quorate before n2 was ever seen");
+        assert_eq!(o.recmaster, Pnn::NONE, "n{i} follows or claims a recmaster");
+        assert!(!w.hosting().hosts_any(i), "n{i} hosts without quorum");
+    }
+    apply(&mut w, Fault::Start(2));
+    let t = until(&mut w, secs(30), led);
+    assert!(t.is_some(), "a recovery master once every node was seen");
+    assert!((0..3).all(|i| w.obs(i).quorate));
+    apply(&mut w, Fault::Crash(2));
+    run_for(&mut w, secs(10));
+    assert!(w.obs(0).quorate && w.obs(1).quorate, "seen once is enough");
+    assert!(led(&w), "2 of 3 keep their recovery master");
 }

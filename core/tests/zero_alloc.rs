@@ -1,22 +1,19 @@
 //! The steady state allocates nothing.
 //!
 //! A counting global allocator (per thread, so tests running in parallel do not disturb each
-//! other) watches a settled cluster of four nodes in one thread (every node connected to every
-//! other, a recovery master elected and holding the lock, one recovery done) through 10,000
-//! keepalive intervals: keepalive ticks at each node's deadline, every transmit encoded into a
-//! reused write buffer and cut with `wire::frame_len`, every frame decoded and handled by its
-//! receiver. Any heap allocation in that loop (a `Vec` push, a `format!`, a boxed error) fails
-//! the test.
+//! other) watches a settled cluster of four nodes in the simulator (every node connected to
+//! every other, a recovery master elected and holding the lock, one recovery done) through
+//! 10,000 keepalive intervals: keepalive ticks at each node's deadline, every transmit encoded
+//! by the drive path and carried by the simulated network, every frame decoded and handled by
+//! its receiver. Any heap allocation in that loop, in a node or in the world (a `Vec` push, a
+//! `format!`, a boxed error, a queue that grows), fails the test. The world runs its bench
+//! preset (zero latency, no trace, no invariant checks), as the benchmarks of the same steady
+//! state do; a second test keeps the trace tail and every invariant on.
 
-// The mesh is shared with the benchmarks, which measure the same steady state.
-#[allow(dead_code)]
-#[path = "../../benches/src/mesh.rs"]
-mod mesh;
-
-use mesh::Mesh;
+use core::time::Duration;
 use pharos_core::config::Tunables;
 use pharos_core::control::Request;
-use pharos_core::{ClientId, Event};
+use pharos_core::sim::{SimConfig, World};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
@@ -77,16 +74,33 @@ fn tunables() -> Tunables {
     t
 }
 
-/// Runs `intervals` keepalive intervals of a settled mesh and checks it stayed settled and
-/// quiet (no connect, close or lock request) while carrying traffic. Returns the allocations.
-fn run_steady(m: &mut Mesh, intervals: u32) -> u64 {
-    let interval = m.nodes[0].tunables().keepalive_interval;
-    let until = m.now + interval * intervals;
-    let ticks = |m: &Mesh| -> u64 { m.nodes.iter().map(|n| n.stats().keepalive_ticks).sum() };
-    let (ticks0, frames0, disturbances0) = (ticks(m), m.net.frames, m.net.disturbances);
-    let generation = m.nodes[0].generation();
-    let (n, ()) = allocations(|| m.run_until(until));
-    let (ticks, frames) = (ticks(m) - ticks0, m.net.frames - frames0);
+/// A world of `cfg` run until it settled.
+fn settled(cfg: SimConfig) -> World {
+    let mut w = World::new(cfg.tunables(tunables()));
+    let took = w
+        .run_until_cond(Duration::from_secs(60), |w| w.settled())
+        .unwrap();
+    assert!(took.is_some(), "the cluster did not settle in 60 s");
+    w
+}
+
+fn sum(w: &World, f: impl Fn(&pharos_core::node::Stats) -> u64) -> u64 {
+    (0..NODES).map(|i| f(w.node(i).unwrap().stats())).sum()
+}
+
+/// Runs `intervals` keepalive intervals of a settled world and checks it stayed settled and
+/// quiet (no connection opened, no lock granted, no recovery) while carrying traffic. Returns
+/// the allocations.
+fn run_steady(w: &mut World, intervals: u32) -> u64 {
+    let interval = w.config().tunables.keepalive_interval;
+    let ticks0 = sum(w, |s| s.keepalive_ticks);
+    let frames0 = sum(w, |s| s.frames_received);
+    let (connections0, grants0) = (w.net_stats().connections, w.lock_grants());
+    let generation = w.node(0).unwrap().generation();
+    let (n, r) = allocations(|| w.run_for(interval * intervals));
+    r.unwrap();
+    let ticks = sum(w, |s| s.keepalive_ticks) - ticks0;
+    let frames = sum(w, |s| s.frames_received) - frames0;
     // Every node ticked every interval and sent a keepalive to every peer each time.
     assert!(
         ticks >= (NODES as u64) * u64::from(intervals),
@@ -94,27 +108,42 @@ fn run_steady(m: &mut Mesh, intervals: u32) -> u64 {
     );
     assert!(frames >= ticks * (NODES as u64 - 1), "{frames} frames");
     assert_eq!(
-        m.net.disturbances, disturbances0,
-        "connects, closes or lock requests"
+        w.net_stats().connections,
+        connections0,
+        "connections opened"
     );
-    assert!(m.settled(), "the cluster left its steady state");
-    assert_eq!(m.nodes[0].generation(), generation, "a recovery ran");
+    assert_eq!(w.lock_grants(), grants0, "lock granted again");
+    assert!(w.settled(), "the cluster left its steady state");
+    assert_eq!(
+        w.node(0).unwrap().generation(),
+        generation,
+        "a recovery ran"
+    );
     n
 }
 
 #[test]
 fn steady_state_cluster_allocates_nothing() {
-    let mut m = Mesh::settled_cluster(NODES, tunables());
+    let mut w = settled(SimConfig::bench(NODES));
     // Warm-up: lets every queue and buffer reach its working size.
-    run_steady(&mut m, 100);
-    let frames = m.net.frames;
-    let n = run_steady(&mut m, INTERVALS);
+    run_steady(&mut w, 100);
+    let frames = sum(&w, |s| s.frames_received);
+    let n = run_steady(&mut w, INTERVALS);
     assert_eq!(
         n,
         0,
         "{n} heap allocations in {INTERVALS} keepalive intervals ({} frames)",
-        m.net.frames - frames
+        sum(&w, |s| s.frames_received) - frames
     );
+}
+
+/// With the trace's tail kept (the line buffers are reused) and every invariant checked after
+/// every step, the simulator's steady state allocates nothing either.
+#[test]
+fn steady_state_with_trace_and_checks_allocates_nothing() {
+    let mut w = settled(SimConfig::quiet(NODES));
+    run_steady(&mut w, 100);
+    assert_eq!(run_steady(&mut w, 2_000), 0);
 }
 
 /// The counter sees allocations on this thread, so a zero above means something.
@@ -129,16 +158,9 @@ fn positive_control_counter_sees_allocations() {
     assert_eq!(n, 1);
     drop(v);
     // And it sees the core's own allocations: a control `status` builds a report.
-    let mut m = Mesh::settled_cluster(NODES, tunables());
-    let (n, _) = allocations(|| {
-        m.handle_detached(
-            0,
-            Event::Control {
-                client: ClientId(1),
-                request: Request::Status,
-            },
-        )
-    });
+    let mut w = settled(SimConfig::bench(NODES));
+    let (n, reply) = allocations(|| w.control(0, Request::Status));
+    assert!(reply.is_some());
     assert!(n >= 1, "status allocated {n} times");
 }
 
@@ -146,15 +168,15 @@ fn positive_control_counter_sees_allocations() {
 /// has settled again, the steady state is back to zero allocations.
 #[test]
 fn back_to_zero_after_a_connection_reset() {
-    let mut m = Mesh::settled_cluster(NODES, tunables());
-    m.break_link(0, 1);
-    m.deliver_all();
-    assert!(!m.settled());
-    let limit = m.now + std::time::Duration::from_secs(30);
-    while !m.settled() {
-        assert!(m.now < limit, "did not settle again");
-        m.step();
-    }
-    run_steady(&mut m, 100);
-    assert_eq!(run_steady(&mut m, 2_000), 0);
+    let mut w = settled(SimConfig::bench(NODES));
+    w.reset(0, 1).unwrap();
+    // Zero latency: the resets arrive now.
+    w.run_for(Duration::ZERO).unwrap();
+    assert!(!w.settled());
+    let took = w
+        .run_until_cond(Duration::from_secs(30), |w| w.settled())
+        .unwrap();
+    assert!(took.is_some(), "did not settle again");
+    run_steady(&mut w, 100);
+    assert_eq!(run_steady(&mut w, 2_000), 0);
 }

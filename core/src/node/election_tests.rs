@@ -1,9 +1,9 @@
-//! Election, cluster lock, quorum, generations and recovery on the in-memory network, with
-//! explicit virtual time.
+//! Election, cluster lock, quorum, generations and recovery in the simulator, with explicit
+//! virtual time.
 
 use super::*;
-use crate::control::Response;
-use crate::testing::Net;
+use crate::control::{Request, Response};
+use crate::sim::{Fault, SimConfig, World};
 use crate::types::{ConnId, Link};
 use crate::wire::{self, Header};
 use alloc::vec;
@@ -18,221 +18,247 @@ fn tunables() -> Tunables {
     t
 }
 
-fn running(net: &Net) -> Vec<usize> {
-    (0..net.nodes.len())
-        .filter(|&i| net.nodes[i].is_some())
+/// `n` nodes started at time zero, in the simulator's quiet preset (100 us latency, an fcntl
+/// lock service 100 us away, every invariant checked after every step).
+fn world(n: usize, t: Tunables) -> World {
+    World::new(SimConfig::quiet(n).tunables(t))
+}
+
+/// `n` nodes, none started yet (`Fault::Start` starts them).
+fn idle(n: usize, t: Tunables) -> World {
+    World::idle(SimConfig::quiet(n).tunables(t))
+}
+
+fn start(w: &mut World, i: usize) {
+    w.apply(Fault::Start(i)).unwrap();
+}
+
+fn crash(w: &mut World, i: usize) {
+    w.apply(Fault::Crash(i)).unwrap();
+}
+
+/// The running daemon `i` (frozen or not).
+fn node(w: &World, i: usize) -> &Node {
+    w.node(i).expect("running")
+}
+
+fn running(w: &World) -> Vec<usize> {
+    (0..w.config().nodes)
+        .filter(|&i| w.node(i).is_some())
         .collect()
 }
 
 /// The recmaster and generation every listed node agrees on, if they do and one is acting.
-fn agreed(net: &Net, nodes: &[usize]) -> Option<(Pnn, Generation)> {
-    let first = net.node(nodes[0]);
+fn agreed(w: &World, nodes: &[usize]) -> Option<(Pnn, Generation)> {
+    let first = node(w, nodes[0]);
     let (r, g) = (first.recmaster(), first.generation());
     let same = nodes
         .iter()
-        .all(|&i| net.node(i).recmaster() == r && net.node(i).generation() == g);
-    let acting = r != Pnn::NONE
-        && net.nodes[r.index()]
-            .as_ref()
-            .is_some_and(|n| n.is_acting_recmaster());
+        .all(|&i| node(w, i).recmaster() == r && node(w, i).generation() == g);
+    let acting = r != Pnn::NONE && w.node(r.index()).is_some_and(|n| n.is_acting_recmaster());
     (same
         && acting
         && nodes
             .iter()
-            .all(|&i| net.node(i).recovery_mode() == RecoveryMode::Normal))
+            .all(|&i| node(w, i).recovery_mode() == RecoveryMode::Normal))
     .then_some((r, g))
 }
 
-fn acting(net: &Net) -> Vec<usize> {
-    running(net)
+fn acting(w: &World) -> Vec<usize> {
+    running(w)
         .into_iter()
-        .filter(|&i| net.node(i).is_acting_recmaster())
+        .filter(|&i| node(w, i).is_acting_recmaster())
         .collect()
 }
 
-/// Runs in 1 ms steps until `cond`, asserting after every step that at most one node acts as
-/// recovery master and that the model lock's holder is the only one who thinks it holds it.
+/// The node the lock service gave the lock to.
+fn lock_holder(w: &World) -> Option<usize> {
+    w.lock_holder().map(|h| h.node)
+}
+
+/// Runs until `cond`, asserting after every step that at most one node (frozen ones included)
+/// acts as recovery master and that the lock service's holder is the only one who thinks it
+/// holds the lock; the world's invariants are checked too (an `Err` fails the test).
 fn run_safely(
-    net: &mut Net,
+    w: &mut World,
     limit: Duration,
-    mut cond: impl FnMut(&Net) -> bool,
+    mut cond: impl FnMut(&World) -> bool,
 ) -> Option<Duration> {
-    let start = net.now();
-    while net.now() - start <= limit {
-        let a = acting(net);
+    w.run_until_cond(limit, |w| {
+        let a = acting(w);
         assert!(
             a.len() <= 1,
             "two acting recovery masters: {a:?} at {:?}",
-            net.now()
+            w.now()
         );
-        for i in running(net) {
-            if net.node(i).holds_lock() {
+        for i in running(w) {
+            if node(w, i).holds_lock() {
                 assert_eq!(
-                    net.lock_holder,
+                    lock_holder(w),
                     Some(i),
                     "node {i} believes it holds a lock it does not"
                 );
             }
         }
-        if cond(net) {
-            return Some(net.now() - start);
-        }
-        net.run_for(MS);
-    }
-    None
+        cond(w)
+    })
+    .unwrap()
 }
 
 #[test]
 fn election_converges_for_1_to_7_nodes_with_staggered_starts() {
     for n in 1..=7usize {
-        let mut net = Net::idle_n(n, tunables());
+        let mut w = idle(n, tunables());
         // Start in a rotated order, 50 ms apart: the first started is the longest running.
         let order: Vec<usize> = (0..n).map(|k| (k + n / 2) % n).collect();
         for &i in &order {
-            net.start(i);
-            net.run_for(50 * MS);
+            start(&mut w, i);
+            w.run_for(50 * MS).unwrap();
         }
         let all: Vec<usize> = (0..n).collect();
-        let took = run_safely(&mut net, Duration::from_secs(5), |net| {
-            agreed(net, &all).is_some()
+        let took = run_safely(&mut w, Duration::from_secs(5), |w| {
+            agreed(w, &all).is_some()
         });
         assert!(took.is_some(), "{n} nodes did not converge");
-        let (r, g) = agreed(&net, &all).unwrap();
+        let (r, g) = agreed(&w, &all).unwrap();
         assert_eq!(
             r,
             Pnn(order[0] as u32),
             "{n} nodes: the longest running node wins"
         );
         assert!(g > Generation(1), "a recovery followed the election");
-        assert_eq!(net.node(r.index()).vnnmap().len(), n);
-        assert_eq!(net.node(0).vnnmap(), net.node(n - 1).vnnmap());
+        assert_eq!(node(&w, r.index()).vnnmap().len(), n);
+        assert_eq!(node(&w, 0).vnnmap(), node(&w, n - 1).vnnmap());
     }
 }
 
 #[test]
 fn equal_start_times_biggest_pnn_wins() {
-    let mut net = Net::new(4, tunables());
+    let mut w = world(4, tunables());
     let all = [0, 1, 2, 3];
-    run_safely(&mut net, Duration::from_secs(3), |net| {
-        agreed(net, &all).is_some()
+    run_safely(&mut w, Duration::from_secs(3), |w| {
+        agreed(w, &all).is_some()
     })
     .unwrap();
-    assert_eq!(agreed(&net, &all).unwrap().0, Pnn(3));
+    assert_eq!(agreed(&w, &all).unwrap().0, Pnn(3));
 }
 
 #[test]
 fn recmaster_crash_new_one_within_election_timeout_plus_detection() {
-    let mut net = Net::new(5, tunables());
+    let mut w = world(5, tunables());
     let all = [0, 1, 2, 3, 4];
-    run_safely(&mut net, Duration::from_secs(3), |net| {
-        agreed(net, &all).is_some()
+    run_safely(&mut w, Duration::from_secs(3), |w| {
+        agreed(w, &all).is_some()
     })
     .unwrap();
-    let (old, gen) = agreed(&net, &all).unwrap();
-    net.crash(old.index());
+    let (old, gen) = agreed(&w, &all).unwrap();
+    crash(&mut w, old.index());
     let survivors: Vec<usize> = all.iter().copied().filter(|&i| i != old.index()).collect();
-    let took = run_safely(&mut net, Duration::from_secs(5), |net| {
-        agreed(net, &survivors).is_some_and(|(r, _)| r != old)
+    let took = run_safely(&mut w, Duration::from_secs(5), |w| {
+        agreed(w, &survivors).is_some_and(|(r, _)| r != old)
     })
     .expect("no new recovery master");
     // EOF detection is immediate; then one ElectionTimeout (1 s), the lock, one recovery.
     assert!(took <= Duration::from_millis(1100), "took {took:?}");
-    let (_, new_gen) = agreed(&net, &survivors).unwrap();
+    let (_, new_gen) = agreed(&w, &survivors).unwrap();
     assert!(new_gen > gen, "generations only grow");
 }
 
 #[test]
 fn frozen_recmaster_keeps_the_lock_until_it_wakes_and_steps_down() {
-    let mut net = Net::new(3, tunables());
+    let mut w = world(3, tunables());
     let all = [0, 1, 2];
-    run_safely(&mut net, Duration::from_secs(3), |net| {
-        agreed(net, &all).is_some()
+    run_safely(&mut w, Duration::from_secs(3), |w| {
+        agreed(w, &all).is_some()
     })
     .unwrap();
-    let (old, _) = agreed(&net, &all).unwrap();
-    net.freeze(old.index());
+    let (old, _) = agreed(&w, &all).unwrap();
+    w.apply(Fault::Freeze(old.index())).unwrap();
     let others: Vec<usize> = all.iter().copied().filter(|&i| i != old.index()).collect();
     // They elect a new recmaster, but it cannot act: the frozen one still holds the lock.
-    run_safely(&mut net, Duration::from_secs(3), |net| {
-        let r = net.node(others[0]).recmaster();
-        r != Pnn::NONE && r != old && net.node(others[1]).recmaster() == r
+    run_safely(&mut w, Duration::from_secs(3), |w| {
+        let r = node(w, others[0]).recmaster();
+        r != Pnn::NONE && r != old && node(w, others[1]).recmaster() == r
     })
     .expect("no new recmaster elected");
-    net.run_for(Duration::from_secs(2));
-    assert!(others.iter().all(|&i| !net.node(i).is_acting_recmaster()));
-    assert_eq!(net.lock_holder, Some(old.index()));
+    w.run_for(Duration::from_secs(2)).unwrap();
+    assert!(others.iter().all(|&i| !node(&w, i).is_acting_recmaster()));
+    assert_eq!(lock_holder(&w), Some(old.index()));
     // Thawed, it finds itself alone (its peers closed its connections), steps down and lets go.
-    net.thaw(old.index());
-    let took = run_safely(&mut net, Duration::from_secs(5), |net| {
-        agreed(net, &all).is_some_and(|(r, _)| r != old)
+    w.apply(Fault::Thaw(old.index())).unwrap();
+    let took = run_safely(&mut w, Duration::from_secs(5), |w| {
+        agreed(w, &all).is_some_and(|(r, _)| r != old)
     });
     assert!(took.is_some(), "cluster did not settle after the thaw");
 }
 
 #[test]
 fn lock_contention_nobody_acts_until_the_lock_is_free() {
-    let mut net = Net::new(3, tunables());
-    net.lock_holder = Some(usize::MAX); // held by someone outside the cluster
-    net.run_for(Duration::from_secs(3));
-    let r = net.node(0).recmaster();
+    let mut w = world(3, tunables());
+    // Held by someone outside the cluster.
+    assert!(w.seize_lock().unwrap());
+    w.run_for(Duration::from_secs(3)).unwrap();
+    let r = node(&w, 0).recmaster();
     assert_ne!(r, Pnn::NONE, "the election still happens");
-    assert!(acting(&net).is_empty());
+    assert!(acting(&w).is_empty());
     assert_eq!(
-        net.node(0).generation(),
+        node(&w, 0).generation(),
         Generation(1),
         "no recovery without the lock"
     );
-    net.lock_holder = None;
+    // The outsider lets go (nobody in the cluster is told: nobody held it).
+    w.apply(Fault::BreakLock).unwrap();
     // The recmaster retries every RecoverInterval (1 s).
-    let took = run_safely(&mut net, Duration::from_secs(3), |net| {
-        agreed(net, &[0, 1, 2]).is_some()
+    let took = run_safely(&mut w, Duration::from_secs(3), |w| {
+        agreed(w, &[0, 1, 2]).is_some()
     })
     .unwrap();
     assert!(took <= Duration::from_millis(1100), "{took:?}");
-    assert_eq!(acting(&net), vec![r.index()]);
+    assert_eq!(acting(&w), vec![r.index()]);
 }
 
 #[test]
 fn lost_lock_means_step_down_and_repeated_failures_ban() {
-    let mut net = Net::new(3, tunables());
+    let mut w = world(3, tunables());
     let all = [0, 1, 2];
-    run_safely(&mut net, Duration::from_secs(3), |net| {
-        agreed(net, &all).is_some()
+    run_safely(&mut w, Duration::from_secs(3), |w| {
+        agreed(w, &all).is_some()
     })
     .unwrap();
-    let (r, _) = agreed(&net, &all).unwrap();
-    net.lock_event(r.index(), LockResult::Lost);
-    net.run_for(MS);
-    assert!(!net.node(r.index()).is_acting_recmaster());
+    let (r, _) = agreed(&w, &all).unwrap();
+    // Someone breaks the lock: the service frees it and its holder is told Lost at once.
+    w.apply(Fault::BreakLock).unwrap();
+    w.run_for(MS).unwrap();
+    assert!(!node(&w, r.index()).is_acting_recmaster());
     // A new election follows; the same node may win again, and takes the lock again.
-    run_safely(&mut net, Duration::from_secs(3), |net| {
-        agreed(net, &all).is_some()
+    run_safely(&mut w, Duration::from_secs(3), |w| {
+        agreed(w, &all).is_some()
     })
     .unwrap();
     assert_eq!(
-        agreed(&net, &all).unwrap().0,
+        agreed(&w, &all).unwrap().0,
         r,
         "equal start times: the same node wins again"
     );
-    net.lock_event(r.index(), LockResult::Lost);
-    run_safely(&mut net, Duration::from_secs(3), |net| {
-        agreed(net, &all).is_some()
+    w.apply(Fault::BreakLock).unwrap();
+    run_safely(&mut w, Duration::from_secs(3), |w| {
+        agreed(w, &all).is_some()
     })
     .unwrap();
     assert!(
-        !net.node(0).flags_of(r).contains(NodeFlags::BANNED),
+        !node(&w, 0).flags_of(r).contains(NodeFlags::BANNED),
         "two losses: not yet"
     );
     // The third loss within RecoveryGracePeriod bans it, so somebody else leads.
-    net.lock_event(r.index(), LockResult::Lost);
+    w.apply(Fault::BreakLock).unwrap();
     let others: Vec<usize> = all.iter().copied().filter(|&i| i != r.index()).collect();
-    run_safely(&mut net, Duration::from_secs(3), |net| {
-        agreed(net, &others).is_some_and(|(x, _)| x != r)
+    run_safely(&mut w, Duration::from_secs(3), |w| {
+        agreed(w, &others).is_some_and(|(x, _)| x != r)
     })
     .unwrap();
     for i in all {
         assert!(
-            net.node(i).flags_of(r).contains(NodeFlags::BANNED),
+            node(&w, i).flags_of(r).contains(NodeFlags::BANNED),
             "node {i}"
         );
     }
@@ -240,46 +266,48 @@ fn lost_lock_means_step_down_and_repeated_failures_ban() {
 
 #[test]
 fn partition_3_2_only_the_majority_leads_then_heal_gives_one_recmaster() {
-    let mut net = Net::new(5, tunables());
+    let mut w = world(5, tunables());
     let all = [0, 1, 2, 3, 4];
-    run_safely(&mut net, Duration::from_secs(3), |net| {
-        agreed(net, &all).is_some()
+    run_safely(&mut w, Duration::from_secs(3), |w| {
+        agreed(w, &all).is_some()
     })
     .unwrap();
     assert_eq!(
-        agreed(&net, &all).unwrap().0,
+        agreed(&w, &all).unwrap().0,
         Pnn(4),
         "the old master is in the minority below"
     );
-    let gen_before = net.node(0).generation();
-    net.partition(&[&[0, 1, 2], &[3, 4]]);
-    let took = run_safely(&mut net, Duration::from_secs(5), |net| {
-        agreed(net, &[0, 1, 2]).is_some_and(|(r, _)| r == Pnn(2))
+    let gen_before = node(&w, 0).generation();
+    // The simulator's cut loses nothing: what was sent across arrives after the heal.
+    w.apply(Fault::Partition(vec![vec![0, 1, 2], vec![3, 4]]))
+        .unwrap();
+    let took = run_safely(&mut w, Duration::from_secs(5), |w| {
+        agreed(w, &[0, 1, 2]).is_some_and(|(r, _)| r == Pnn(2))
     });
     assert!(took.is_some(), "majority did not elect");
     for i in [3, 4] {
         assert!(
-            !net.node(i).quorate(),
+            !node(&w, i).quorate(),
             "node {i} in the minority is quorate"
         );
-        assert!(!net.node(i).is_acting_recmaster());
+        assert!(!node(&w, i).is_acting_recmaster());
     }
     assert!(
-        net.released_all.iter().any(|&(_, i)| i == 4),
+        w.released_all().iter().any(|&(_, i)| i == 4),
         "the minority released its addresses"
     );
-    assert!(net.node(0).generation() > gen_before);
+    assert!(node(&w, 0).generation() > gen_before);
     // Stay partitioned a while: nothing changes, the minority never acts.
-    run_safely(&mut net, Duration::from_secs(3), |_| false);
-    net.heal();
-    let took = run_safely(&mut net, Duration::from_secs(10), |net| {
-        agreed(net, &all).is_some()
+    run_safely(&mut w, Duration::from_secs(3), |_| false);
+    w.apply(Fault::Heal).unwrap();
+    let took = run_safely(&mut w, Duration::from_secs(10), |w| {
+        agreed(w, &all).is_some()
     });
     assert!(took.is_some(), "no single recmaster after heal");
-    let (_, g) = agreed(&net, &all).unwrap();
+    let (_, g) = agreed(&w, &all).unwrap();
     assert!(all
         .iter()
-        .all(|&i| net.node(i).generation() == g && net.node(i).quorate()));
+        .all(|&i| node(&w, i).generation() == g && node(&w, i).quorate()));
 }
 
 #[test]
@@ -287,25 +315,25 @@ fn two_node_survivor_stays_quorate_only_with_the_lock() {
     for two_node in [false, true] {
         let mut t = tunables();
         t.set("TwoNode", if two_node { "1" } else { "0" }).unwrap();
-        let mut net = Net::new(2, t);
-        run_safely(&mut net, Duration::from_secs(3), |net| {
-            agreed(net, &[0, 1]).is_some()
+        let mut w = world(2, t);
+        run_safely(&mut w, Duration::from_secs(3), |w| {
+            agreed(w, &[0, 1]).is_some()
         })
         .unwrap();
-        let (r, _) = agreed(&net, &[0, 1]).unwrap();
+        let (r, _) = agreed(&w, &[0, 1]).unwrap();
         // The recmaster dies: its lock goes with it (fcntl).
-        net.crash(r.index());
+        crash(&mut w, r.index());
         let other = 1 - r.index();
-        let took = run_safely(&mut net, Duration::from_secs(3), |net| {
-            net.node(other).is_acting_recmaster()
+        let took = run_safely(&mut w, Duration::from_secs(3), |w| {
+            node(w, other).is_acting_recmaster()
         });
         if two_node {
             assert!(took.is_some(), "two_node survivor did not take over");
-            assert!(net.node(other).quorate() && net.node(other).holds_lock());
+            assert!(node(&w, other).quorate() && node(&w, other).holds_lock());
         } else {
             assert!(took.is_none());
-            assert!(!net.node(other).quorate());
-            assert_eq!(net.node(other).recmaster(), Pnn::NONE);
+            assert!(!node(&w, other).quorate());
+            assert_eq!(node(&w, other).recmaster(), Pnn::NONE);
         }
     }
 }
@@ -314,97 +342,100 @@ fn two_node_survivor_stays_quorate_only_with_the_lock() {
 fn wait_for_all_needs_every_node_once() {
     let mut t = tunables();
     t.set("WaitForAll", "1").unwrap();
-    let mut net = Net::idle_n(3, t);
-    net.start(0);
-    net.start(1);
-    net.run_for(Duration::from_secs(3));
-    assert!(!net.node(0).quorate(), "2 of 3 but node 2 was never seen");
-    assert_eq!(net.node(0).recmaster(), Pnn::NONE);
-    net.start(2);
-    run_safely(&mut net, Duration::from_secs(3), |net| {
-        agreed(net, &[0, 1, 2]).is_some()
+    let mut w = idle(3, t);
+    start(&mut w, 0);
+    start(&mut w, 1);
+    w.run_for(Duration::from_secs(3)).unwrap();
+    assert!(!node(&w, 0).quorate(), "2 of 3 but node 2 was never seen");
+    assert_eq!(node(&w, 0).recmaster(), Pnn::NONE);
+    start(&mut w, 2);
+    run_safely(&mut w, Duration::from_secs(3), |w| {
+        agreed(w, &[0, 1, 2]).is_some()
     })
     .unwrap();
-    net.crash(2);
-    net.run_for(50 * MS);
-    assert!(net.node(0).quorate(), "seen once is enough; 2 of 3 remain");
+    crash(&mut w, 2);
+    w.run_for(50 * MS).unwrap();
+    assert!(node(&w, 0).quorate(), "seen once is enough; 2 of 3 remain");
+}
+
+/// Node `i`'s answer to the control request `line`, now.
+fn control(w: &mut World, i: usize, line: &str) -> Option<Response> {
+    w.control(i, Request::parse(line).expect("valid request"))
 }
 
 #[test]
 fn ban_is_seen_cluster_wide_and_a_banned_node_never_leads() {
-    let mut net = Net::new(3, tunables());
+    let mut w = world(3, tunables());
     let all = [0, 1, 2];
-    run_safely(&mut net, Duration::from_secs(3), |net| {
-        agreed(net, &all).is_some()
+    run_safely(&mut w, Duration::from_secs(3), |w| {
+        agreed(w, &all).is_some()
     })
     .unwrap();
-    assert_eq!(agreed(&net, &all).unwrap().0, Pnn(2));
-    assert_eq!(net.control(2, "ban 5"), Response::Done(None));
-    net.run_for(5 * MS);
+    assert_eq!(agreed(&w, &all).unwrap().0, Pnn(2));
+    assert_eq!(control(&mut w, 2, "ban 5"), Some(Response::Done(None)));
+    w.run_for(5 * MS).unwrap();
     for i in all {
         assert!(
-            net.node(i).flags_of(Pnn(2)).contains(NodeFlags::BANNED),
+            node(&w, i).flags_of(Pnn(2)).contains(NodeFlags::BANNED),
             "node {i}"
         );
     }
     assert!(
-        net.released_all.iter().any(|&(_, i)| i == 2),
+        w.released_all().iter().any(|&(_, i)| i == 2),
         "a banned node releases its addresses"
     );
     // Nodes 0 and 1 agree on a new recmaster; the banned node follows it but, inactive, is left
     // out of the new generation's vnnmap (as in CTDB).
-    run_safely(&mut net, Duration::from_secs(3), |net| {
-        agreed(net, &[0, 1]).is_some_and(|(r, _)| r == Pnn(1)) && net.node(2).recmaster() == Pnn(1)
+    run_safely(&mut w, Duration::from_secs(3), |w| {
+        agreed(w, &[0, 1]).is_some_and(|(r, _)| r == Pnn(1)) && node(w, 2).recmaster() == Pnn(1)
     })
     .unwrap();
-    assert!(!net.node(1).vnnmap().contains(Pnn(2)));
+    assert!(!node(&w, 1).vnnmap().contains(Pnn(2)));
     // The ban survives the recovery that followed, then expires after 5 s.
-    assert!(net.node(0).flags_of(Pnn(2)).contains(NodeFlags::BANNED));
-    net.run_for(Duration::from_secs(5));
-    assert!(!net.node(0).flags_of(Pnn(2)).contains(NodeFlags::BANNED));
+    assert!(node(&w, 0).flags_of(Pnn(2)).contains(NodeFlags::BANNED));
+    w.run_for(Duration::from_secs(5)).unwrap();
+    assert!(!node(&w, 0).flags_of(Pnn(2)).contains(NodeFlags::BANNED));
     // Unbanned, it follows the current recmaster rather than forcing an election, and the next
     // recovery (after RerecoveryTimeout) brings it back into the vnnmap.
-    net.run_for(Duration::from_secs(2));
-    assert!(all.iter().all(|&i| net.node(i).recmaster() == Pnn(1)));
-    run_safely(&mut net, Duration::from_secs(12), |net| {
-        agreed(net, &all).is_some()
+    w.run_for(Duration::from_secs(2)).unwrap();
+    assert!(all.iter().all(|&i| node(&w, i).recmaster() == Pnn(1)));
+    run_safely(&mut w, Duration::from_secs(12), |w| {
+        agreed(w, &all).is_some()
     })
     .unwrap();
-    assert!(net.node(1).vnnmap().contains(Pnn(2)));
-    assert_eq!(agreed(&net, &all).unwrap().0, Pnn(1));
+    assert!(node(&w, 1).vnnmap().contains(Pnn(2)));
+    assert_eq!(agreed(&w, &all).unwrap().0, Pnn(1));
 }
 
 #[test]
 fn stop_disable_and_their_undo_propagate() {
-    let mut net = Net::new(3, tunables());
-    net.run_for(Duration::from_secs(2));
+    let mut w = world(3, tunables());
+    w.run_for(Duration::from_secs(2)).unwrap();
     for (cmd, flag) in [
         ("disable", NodeFlags::DISABLED),
         ("stop", NodeFlags::STOPPED),
     ] {
-        net.control(0, cmd);
-        net.run_for(5 * MS);
-        assert!(net.node(1).flags_of(Pnn(0)).contains(flag), "{cmd}");
+        control(&mut w, 0, cmd);
+        w.run_for(5 * MS).unwrap();
+        assert!(node(&w, 1).flags_of(Pnn(0)).contains(flag), "{cmd}");
     }
-    net.control(0, "enable");
-    net.control(0, "continue");
-    net.run_for(5 * MS);
-    assert_eq!(net.node(2).flags_of(Pnn(0)), NodeFlags::empty());
+    control(&mut w, 0, "enable");
+    control(&mut w, 0, "continue");
+    w.run_for(5 * MS).unwrap();
+    assert_eq!(node(&w, 2).flags_of(Pnn(0)), NodeFlags::empty());
 }
 
 #[test]
 fn non_recmaster_capable_nodes_never_lead() {
-    let mut net = Net::idle_n(3, tunables());
-    net.capable[2] = false;
-    for i in 0..3 {
-        net.start(i);
-    }
-    run_safely(&mut net, Duration::from_secs(3), |net| {
-        agreed(net, &[0, 1, 2]).is_some()
+    let mut cfg = SimConfig::quiet(3).tunables(tunables());
+    cfg.recmaster_capable[2] = false;
+    let mut w = World::new(cfg);
+    run_safely(&mut w, Duration::from_secs(3), |w| {
+        agreed(w, &[0, 1, 2]).is_some()
     })
     .unwrap();
     assert_eq!(
-        agreed(&net, &[0, 1, 2]).unwrap().0,
+        agreed(&w, &[0, 1, 2]).unwrap().0,
         Pnn(1),
         "2 would win on PNN but cannot lead"
     );

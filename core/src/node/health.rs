@@ -197,10 +197,17 @@ impl Health {
         }
     }
 
-    /// `peer` became connected: its silence counts from now (the frames that made it
-    /// connected may be older than our own last step).
-    pub fn watch(&mut self, ctx: &mut Ctx, peer: Pnn) {
+    /// `peer` became connected: its silence counts from now (issue 9.4: the Hello that made
+    /// it connected may have come a while before our own connect finished). Unless it is
+    /// silent past its promise already: a live peer writes to us whether or not we count it
+    /// connected (its keepalives go over its own connection), so it fell silent before our
+    /// connection got through (its Hello went stale on the incoming connection). `false`
+    /// then: it is dead, and not watched.
+    pub fn watch(&mut self, ctx: &mut Ctx, peer: Pnn) -> bool {
         let p = &mut self.peers[peer.index()];
+        if ctx.now >= p.last_rx + p.promise.dead_after() {
+            return false;
+        }
         p.last_rx = ctx.now;
         // Echoes count only from the connection it has now.
         p.echoed = 0;
@@ -208,6 +215,7 @@ impl Health {
         self.watched.insert(peer);
         ctx.timers
             .set_earliest(Timer::Silence, ctx.now + p.promise.dead_after());
+        true
     }
 
     /// `peer` is no longer connected.
@@ -263,8 +271,9 @@ impl Health {
     /// silence is ours, so each gets one more of its intervals to show it is alive instead of
     /// being declared dead at once.
     pub fn forgive_own_stall(&mut self, ctx: &mut Ctx) {
-        for peer in self.watched.iter() {
-            let p = &mut self.peers[peer.index()];
+        // Every peer, not only the watched ones: one that becomes connected soon after is
+        // judged by its last frame too ([`Health::watch`]).
+        for p in self.peers.iter_mut() {
             // last_rx such that the peer is dead one interval from now at the earliest.
             if let Some(t) = (ctx.now + p.promise.interval).checked_sub(p.promise.dead_after()) {
                 p.last_rx = p.last_rx.max(t);

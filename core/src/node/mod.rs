@@ -534,12 +534,16 @@ impl Node {
             return false;
         }
         let (up, down, died) = self.transport.take_changes();
+        let mut stale = NodeSet::new();
         for set in [down, up] {
             for p in set.iter() {
                 let on = self.transport.is_connected(p);
+                if on && !self.health.watch(&mut self.ctx, p) {
+                    stale.insert(p);
+                    continue;
+                }
                 self.members.set_connected(p, on);
                 if on {
-                    self.health.watch(&mut self.ctx, p);
                     self.takeover.node_back(p);
                     self.send_ip_list(p);
                 } else {
@@ -549,6 +553,16 @@ impl Node {
         }
         for p in died.iter() {
             self.election.recmaster_died(&mut self.ctx, p);
+        }
+        // Connected by a Hello that went stale: silent past its promise already, so dead now,
+        // before anything above counts it.
+        for p in stale.iter() {
+            let after = self.health.silent_for(&self.ctx, p);
+            self.transport
+                .peer_dead(&mut self.ctx, p, Disconnect::Silent { after });
+        }
+        if !stale.is_empty() {
+            self.take_transport_changes();
         }
         true
     }

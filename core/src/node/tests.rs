@@ -3,7 +3,7 @@
 use super::*;
 use crate::config::NodesFile;
 use crate::control::Request;
-use crate::testing::Net;
+use crate::sim::{Fault, SimConfig, World};
 use crate::types::{ClientId, ConnId, Link};
 use crate::wire::{self, Header};
 use crate::wire::{Hello, Keepalive, Message, CAP_RECMASTER};
@@ -761,36 +761,54 @@ fn control_requests() {
     assert_eq!(ask(&mut n, "ping"), Response::Pong(Pnn(0)));
 }
 
-// --- Several nodes on the in-memory network ---
+// --- Several nodes in the simulator (its quiet preset: 100 us latency, every invariant checked) ---
+
+/// `n` nodes started at time zero.
+fn world(n: usize) -> World {
+    World::new(SimConfig::quiet(n).tunables(tunables()))
+}
+
+/// Flags of `of` as node `seen_by` (running) sees them.
+fn flags(w: &World, seen_by: usize, of: usize) -> NodeFlags {
+    w.node(seen_by).expect("running").flags_of(Pnn(of as u32))
+}
+
+fn quorate(w: &World, i: usize) -> bool {
+    w.node(i).expect("running").quorate()
+}
 
 #[test]
 fn cluster_forms_quickly_for_1_to_7_nodes() {
     for size in 1..=7 {
-        let mut net = Net::new(size, tunables());
-        let took = net.run_until_cond(Duration::from_secs(2), |n| n.all_connected());
+        let mut w = world(size);
+        let took = w
+            .run_until_cond(Duration::from_secs(2), |w| w.all_connected())
+            .unwrap();
         assert!(took.is_some_and(|d| d < 10 * MS), "{size} nodes: {took:?}");
-        assert!((0..size).all(|i| net.node(i).quorate()));
+        assert!((0..size).all(|i| quorate(&w, i)));
     }
 }
 
 #[test]
 fn crash_is_seen_at_once_restart_rejoins() {
-    let mut net = Net::new(3, tunables());
-    net.run_for(100 * MS);
-    assert!(net.all_connected());
-    net.crash(2);
-    let took = net
-        .run_until_cond(Duration::from_secs(1), |n| {
-            n.flags(0, 2).contains(NodeFlags::DISCONNECTED)
-                && n.flags(1, 2).contains(NodeFlags::DISCONNECTED)
+    let mut w = world(3);
+    w.run_for(100 * MS).unwrap();
+    assert!(w.all_connected());
+    w.apply(Fault::Crash(2)).unwrap();
+    let took = w
+        .run_until_cond(Duration::from_secs(1), |w| {
+            flags(w, 0, 2).contains(NodeFlags::DISCONNECTED)
+                && flags(w, 1, 2).contains(NodeFlags::DISCONNECTED)
         })
+        .unwrap()
         .unwrap();
     assert!(took < 5 * MS, "EOF path took {took:?}");
-    assert!(net.node(0).quorate(), "2 of 3 are a majority");
-    net.run_for(3000 * MS);
-    net.start(2);
-    let took = net
-        .run_until_cond(Duration::from_secs(3), |n| n.all_connected())
+    assert!(quorate(&w, 0), "2 of 3 are a majority");
+    w.run_for(3000 * MS).unwrap();
+    w.apply(Fault::Start(2)).unwrap();
+    let took = w
+        .run_until_cond(Duration::from_secs(3), |w| w.all_connected())
+        .unwrap()
         .unwrap();
     // The restarted node's incoming connections make the others connect back at once.
     assert!(took < 10 * MS, "rejoin took {took:?}");
@@ -798,67 +816,69 @@ fn crash_is_seen_at_once_restart_rejoins() {
 
 #[test]
 fn frozen_node_is_dead_after_keepalive_limit_then_rejoins_when_thawed() {
-    let mut net = Net::new(3, tunables());
-    net.run_for(100 * MS);
-    assert!(net.all_connected());
-    net.freeze(1);
-    let took = net
-        .run_until_cond(Duration::from_secs(2), |n| {
-            n.flags(0, 1).contains(NodeFlags::DISCONNECTED)
-                && n.flags(2, 1).contains(NodeFlags::DISCONNECTED)
+    let mut w = world(3);
+    w.run_for(100 * MS).unwrap();
+    assert!(w.all_connected());
+    w.apply(Fault::Freeze(1)).unwrap();
+    let took = w
+        .run_until_cond(Duration::from_secs(2), |w| {
+            flags(w, 0, 1).contains(NodeFlags::DISCONNECTED)
+                && flags(w, 2, 1).contains(NodeFlags::DISCONNECTED)
         })
+        .unwrap()
         .unwrap();
     // 3 silent intervals of 100 ms, seen at a tick: between 300 and 400 ms.
     assert!(took >= 200 * MS && took <= 410 * MS, "took {took:?}");
     assert!(
-        !net.flags(0, 2).contains(NodeFlags::DISCONNECTED),
+        !flags(&w, 0, 2).contains(NodeFlags::DISCONNECTED),
         "no false alarm on the live node"
     );
-    net.run_for(500 * MS);
-    net.thaw(1);
-    let took = net.run_until_cond(Duration::from_secs(5), |n| n.all_connected());
+    w.run_for(500 * MS).unwrap();
+    w.apply(Fault::Thaw(1)).unwrap();
+    let took = w
+        .run_until_cond(Duration::from_secs(5), |w| w.all_connected())
+        .unwrap();
     assert!(took.is_some(), "thawed node never rejoined");
 }
 
 #[test]
 fn minority_is_not_quorate() {
-    let mut net = Net::new(5, tunables());
-    net.run_for(100 * MS);
-    net.crash(3);
-    net.crash(4);
-    net.run_for(10 * MS);
-    assert!(net.node(0).quorate());
-    net.crash(2);
-    net.run_for(10 * MS);
-    assert!(!net.node(0).quorate() && !net.node(1).quorate());
+    let mut w = world(5);
+    w.run_for(100 * MS).unwrap();
+    w.apply(Fault::Crash(3)).unwrap();
+    w.apply(Fault::Crash(4)).unwrap();
+    w.run_for(10 * MS).unwrap();
+    assert!(quorate(&w, 0));
+    w.apply(Fault::Crash(2)).unwrap();
+    w.run_for(10 * MS).unwrap();
+    assert!(!quorate(&w, 0) && !quorate(&w, 1));
 }
 
 #[test]
 fn deleted_slots_take_no_part() {
-    let nodes = NodesFile::parse("127.0.0.1\n#gone\n127.0.0.3\n").unwrap();
-    let mut net = Net::with_nodes(nodes, tunables());
-    net.run_for(50 * MS);
-    assert!(net.nodes[1].is_none());
-    assert_eq!(net.flags(0, 2), NodeFlags::empty());
-    assert_eq!(net.flags(0, 1), NodeFlags::DELETED);
-    assert!(
-        net.node(0).quorate(),
-        "2 of 2 votes: deleted nodes have no vote"
-    );
+    // Nodes 127.0.0.1, #deleted, 127.0.0.3.
+    let mut cfg = SimConfig::quiet(3).tunables(tunables());
+    cfg.deleted = vec![1];
+    let mut w = World::new(cfg);
+    w.run_for(50 * MS).unwrap();
+    assert!(w.node(1).is_none());
+    assert_eq!(flags(&w, 0, 2), NodeFlags::empty());
+    assert_eq!(flags(&w, 0, 1), NodeFlags::DELETED);
+    assert!(quorate(&w, 0), "2 of 2 votes: deleted nodes have no vote");
 }
 
 #[test]
 fn same_inputs_same_outputs() {
     let run = || {
-        let mut net = Net::new(4, tunables());
-        net.run_for(200 * MS);
-        net.freeze(3);
-        net.run_for(600 * MS);
-        net.thaw(3);
-        net.crash(0);
-        net.run_for(2000 * MS);
+        let mut w = world(4);
+        w.run_for(200 * MS).unwrap();
+        w.apply(Fault::Freeze(3)).unwrap();
+        w.run_for(600 * MS).unwrap();
+        w.apply(Fault::Thaw(3)).unwrap();
+        w.apply(Fault::Crash(0)).unwrap();
+        w.run_for(2000 * MS).unwrap();
         (0..4)
-            .filter_map(|i| net.nodes[i].as_ref().map(|n| (*n.stats(), n.status())))
+            .filter_map(|i| w.node(i).map(|n| (*n.stats(), n.status())))
             .collect::<Vec<_>>()
     };
     assert_eq!(run(), run());

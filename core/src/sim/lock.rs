@@ -82,6 +82,11 @@ pub struct Holder {
     pub expires: Option<Instant>,
 }
 
+impl Holder {
+    /// The `node` of a holder outside the cluster (see [`crate::sim::World::seize_lock`]).
+    pub const OUTSIDE: usize = usize::MAX;
+}
+
 /// A request to the service.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Op {
@@ -246,12 +251,26 @@ impl LockService {
         }
     }
 
+    /// Someone outside the cluster takes the lock, if it is free, and keeps it until it is
+    /// broken. Returns whether it took it.
+    pub fn seize(&mut self, now: Instant) -> bool {
+        if self.holder(now).is_some() {
+            return false;
+        }
+        self.holder = Some(Holder {
+            node: Holder::OUTSIDE,
+            incarnation: 0,
+            expires: None,
+        });
+        true
+    }
+
     /// Someone breaks the lock (deletes the lock file, revokes the lease): the holder's client
     /// learns it at once. Returns the node told, if any.
     pub fn break_lock(&mut self, now: Instant) -> Option<usize> {
         let h = self.holder(now)?;
         self.holder = None;
-        let (inc, c) = self.clients[h.node];
+        let (inc, c) = *self.clients.get(h.node)?;
         if inc == h.incarnation && matches!(c, Client::Holding { .. }) {
             self.clients[h.node].1 = Client::Idle;
             return Some(h.node);

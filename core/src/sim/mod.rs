@@ -32,6 +32,7 @@ pub mod hosting;
 pub mod invariants;
 pub mod lock;
 pub mod net;
+mod queue;
 pub mod runner;
 pub mod trace;
 
@@ -48,18 +49,19 @@ use crate::drive::{Driver, Feedback, Host};
 use crate::node::{Action, Event, LockResult, Node, NodeConfig, Notification};
 use crate::rng::Rng;
 use crate::time::Instant;
-use crate::types::{ClientId, ConnId, Link, NodeFlags, Pnn};
+use crate::types::{ClientId, ConnId, Link, NodeFlags, NodeSet, Pnn};
 use crate::wire::{self, Message};
-use alloc::collections::{BinaryHeap, VecDeque};
+use alloc::boxed::Box;
+use alloc::collections::VecDeque;
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
-use core::cmp::Ordering;
 use core::fmt;
 use core::net::{IpAddr, Ipv4Addr};
 use core::time::Duration;
 use invariants::{Checker, Liveness, Snapshot, View};
-use net::{Arrival, Net, Segment};
+use net::{Arrival, Frame, Net, Segment};
+use queue::Queue;
 use trace::Trace;
 
 /// What the node under test implements; the checks that need more stay off.
@@ -144,6 +146,9 @@ pub struct SimConfig {
     pub limits: Limits,
     /// Per node: may become recovery master.
     pub recmaster_capable: Vec<bool>,
+    /// Whether the trace is recorded at all (off: no line is formatted, the digest stays at
+    /// its starting value, failure reports have no trace).
+    pub trace: bool,
     /// Trace lines kept for failure reports.
     pub trace_tail: usize,
     /// Keep the whole trace (to compare runs line by line).
@@ -154,6 +159,13 @@ pub struct SimConfig {
     pub probe_every: Duration,
     /// Builds each daemon's configuration ([`configure_node`] unless a test says otherwise).
     pub configure: fn(NodeConfig, &StartInfo) -> NodeConfig,
+    /// Whether the safety invariants are checked after every step, and every frame a node
+    /// sends is decoded to check it (off for measurements; the cheap checks of the node's
+    /// contract stay on).
+    pub checks: bool,
+    /// PNNs whose line of the nodes file is deleted (`#`): they are never started. The
+    /// invariants count them as nodes that are down.
+    pub deleted: Vec<usize>,
 }
 
 impl fmt::Debug for SimConfig {
@@ -187,12 +199,45 @@ impl SimConfig {
             home_hosting: caps.election && !caps.takeover,
             caps,
             recmaster_capable: alloc::vec![true; n],
+            trace: true,
             trace_tail: 80,
             keep_trace: false,
             replay: String::new(),
             probe_every: Duration::from_millis(100),
             configure: configure_node,
+            checks: true,
+            deleted: Vec::new(),
         }
+    }
+
+    /// The preset for tests that assert exact timings: a network with a fixed 100 us latency
+    /// (no jitter, no loss), the lock service as far, every invariant checked.
+    pub fn quiet(n: usize) -> Self {
+        let mut c = SimConfig::new(n);
+        c.net.default = LinkParams {
+            latency: Duration::from_micros(100),
+            jitter: Duration::ZERO,
+            ..LinkParams::LAN
+        };
+        c.lock.latency = Duration::from_micros(100);
+        c
+    }
+
+    /// The preset for measurements of a steady state: zero latency, a lock service that
+    /// answers at once, no trace and no invariant checks, so that what costs is the nodes and
+    /// the drive path. Once the cluster has settled it allocates nothing
+    /// (`core/tests/zero_alloc.rs`).
+    pub fn bench(n: usize) -> Self {
+        let mut c = SimConfig::new(n);
+        c.net.default = LinkParams {
+            latency: Duration::ZERO,
+            jitter: Duration::ZERO,
+            ..LinkParams::LAN
+        };
+        c.lock.latency = Duration::ZERO;
+        c.trace = false;
+        c.checks = false;
+        c
     }
 
     /// Sets the seed.
@@ -270,8 +315,7 @@ enum Input {
     Frame {
         conn: u64,
         from: usize,
-        bytes: Vec<u8>,
-        msg: Message,
+        frame: Frame,
     },
     ClosedIn {
         conn: u64,
@@ -354,32 +398,9 @@ enum Pending {
     Check,
 }
 
-struct Entry {
-    at: Instant,
-    seq: u64,
-    p: Pending,
-}
-
-impl PartialEq for Entry {
-    fn eq(&self, o: &Self) -> bool {
-        (self.at, self.seq) == (o.at, o.seq)
-    }
-}
-impl Eq for Entry {}
-impl PartialOrd for Entry {
-    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
-        Some(self.cmp(o))
-    }
-}
-impl Ord for Entry {
-    /// Reversed: the heap pops the earliest, then the first queued.
-    fn cmp(&self, o: &Self) -> Ordering {
-        (o.at, o.seq).cmp(&(self.at, self.seq))
-    }
-}
-
 struct Slot {
-    node: Option<Node>,
+    /// Boxed: a daemon is taken out of its slot for every input, and a `Node` is large.
+    node: Option<Box<Node>>,
     state: NodeState,
     life: u64,
     /// Inputs held while frozen, and while they are being drained after a thaw.
@@ -400,6 +421,8 @@ struct Slot {
     /// What its guardian tells each peer when it fences the node (the daemon hands these over
     /// at start): (peer, frame).
     fencing: Vec<(usize, Vec<u8>)>,
+    /// `Action::AcquireLock`s of this life.
+    lock_requests: u32,
 }
 
 /// How soon a guardian acts after its daemon's death (it sees their socket close).
@@ -421,13 +444,15 @@ pub struct World {
     bounds: Bounds,
     nodes_file: NodesFile,
     now: Instant,
-    seq: u64,
-    queue: BinaryHeap<Entry>,
+    queue: Queue<Pending>,
     slots: Vec<Slot>,
     obs: Vec<NodeObs>,
     /// `votes_lost[i][j]`: `None` while j counts as a vote for i (running, both paths up),
     /// else since when it does not.
     votes_lost: Vec<Vec<Option<Instant>>>,
+    /// `unheard_since[i][j]`: `None` while i can hear j (j's daemon runs, the path j -> i is
+    /// up), else since when it cannot (see [`Snapshot::unheard_since`]).
+    unheard_since: Vec<Vec<Option<Instant>>>,
     net: Net,
     lock: LockService,
     hosting: Hosting,
@@ -446,13 +471,37 @@ pub struct World {
     check_at: Option<Instant>,
     /// Every fault applied, for reports.
     faults: Vec<(Instant, Fault)>,
-    /// The one drive path, shared by every node's shell (taken out while it runs).
-    driver: Driver,
+    /// The one drive path, shared by every node's shell (taken out while it runs, so its
+    /// buffers are reused rather than made anew).
+    driver: Option<Driver>,
     /// Connections guardians opened so far (their ids are outside the network's).
     guardian_conns: u64,
+    /// Every `ReleaseAllIps` a node asked for: when, and which node.
+    released: Vec<(Instant, usize)>,
+    /// Frames delivered to one node, kept while a test or bench asks ([`World::capture`]).
+    capture: Option<Capture>,
 }
 
 use lock::LockService;
+
+/// A frame delivered to the node under [`World::capture`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Captured {
+    /// When it was handed to the node.
+    pub at: Instant,
+    /// The node that sent it.
+    pub from: usize,
+    /// The connection it came on, as the receiving node knows it.
+    pub link: Link,
+    /// The frame.
+    pub bytes: Vec<u8>,
+}
+
+#[derive(Debug)]
+struct Capture {
+    node: usize,
+    frames: Vec<Captured>,
+}
 
 /// A node's shell, as the drive path sees it: frames onto the simulated network, actions to
 /// the world's models, notifications into the trace.
@@ -511,12 +560,8 @@ impl World {
         }
         let addrs: Vec<Option<IpAddr>> = (0..n)
             .map(|i| {
-                Some(IpAddr::V4(Ipv4Addr::new(
-                    127,
-                    (i / 250) as u8,
-                    0,
-                    (i % 250) as u8 + 1,
-                )))
+                let ip = IpAddr::V4(Ipv4Addr::new(127, (i / 250) as u8, 0, (i % 250) as u8 + 1));
+                (!cfg.deleted.contains(&i)).then_some(ip)
             })
             .collect();
         let nodes_file = NodesFile::from_addresses(&addrs).expect("valid nodes");
@@ -535,23 +580,31 @@ impl World {
                 lock_timer: None,
                 fenced: false,
                 fencing: Vec::new(),
+                lock_requests: 0,
             })
             .collect();
         let bounds = cfg.bounds();
         let mut seeds = Rng::new(cfg.seed);
+        let trace = if cfg.trace {
+            Trace::new(cfg.trace_tail, cfg.keep_trace)
+        } else {
+            Trace::off()
+        };
         World {
             bounds,
             nodes_file,
             now: Instant::ZERO,
-            seq: 0,
-            queue: BinaryHeap::new(),
+            // Room for a timer per node and a few segments per link (within reason for big
+            // worlds): a steady state never grows the queue (growing allocates).
+            queue: Queue::with_capacity((64 + 8 * n * n).min(1 << 14)),
             slots,
             obs: alloc::vec![NodeObs::DOWN; n],
             votes_lost: alloc::vec![alloc::vec![Some(Instant::ZERO); n]; n],
+            unheard_since: alloc::vec![alloc::vec![Some(Instant::ZERO); n]; n],
             net: Net::new(n, cfg.net.clone()),
             lock: LockService::new(n, cfg.lock),
             hosting: Hosting::new(n, cfg.ips.clone(), cfg.ip_lease),
-            trace: Trace::new(cfg.trace_tail, cfg.keep_trace),
+            trace,
             checker: Checker::safety(n),
             liveness: None,
             net_rng: Rng::new(seeds.next_u64()),
@@ -564,8 +617,10 @@ impl World {
             lock_outs: Vec::new(),
             check_at: None,
             faults: Vec::new(),
-            driver: Driver::new(),
+            driver: Some(Driver::new()),
             guardian_conns: 0,
+            released: Vec::new(),
+            capture: None,
             cfg,
         }
     }
@@ -589,7 +644,7 @@ impl World {
 
     /// Node `i`'s daemon, if it runs (frozen or not).
     pub fn node(&self, i: usize) -> Option<&Node> {
-        self.slots[i].node.as_ref()
+        self.slots[i].node.as_deref()
     }
 
     /// Node `i`'s process state.
@@ -729,6 +784,83 @@ impl World {
         self.result()
     }
 
+    /// Someone outside the cluster takes the cluster lock now, if it is free, and keeps it
+    /// until [`Fault::BreakLock`]; [`World::lock_holder`] then names [`Holder::OUTSIDE`].
+    /// Returns whether it took it.
+    pub fn seize_lock(&mut self) -> Result<bool, Violation> {
+        self.steps += 1;
+        let took = self.lock.seize(self.now);
+        self.trace.record(
+            self.now,
+            &"lock",
+            format_args!("seized from outside: {took}"),
+        );
+        self.check();
+        self.result().map(|()| took)
+    }
+
+    /// Resets node `a`'s outgoing connection to `b` now (a reset from the network: both ends
+    /// see EOF once it reaches them). Nothing if there is none.
+    pub fn reset(&mut self, a: usize, b: usize) -> Result<(), Violation> {
+        self.steps += 1;
+        if let Some(conn) = self.net.out[a][b] {
+            self.trace
+                .record(self.now, &"*", format_args!("reset n{a}->n{b} c{conn}"));
+            self.send_seg(conn, 0, Segment::Rst);
+            self.send_seg(conn, 1, Segment::Rst);
+        }
+        self.check();
+        self.result()
+    }
+
+    /// Every `ReleaseAllIps` the nodes asked for so far: when, and which node.
+    pub fn released_all(&self) -> &[(Instant, usize)] {
+        &self.released
+    }
+
+    /// From now on, keeps every frame handed to node `i` (see [`World::take_captured`]);
+    /// forgets what an earlier capture kept.
+    pub fn capture(&mut self, i: usize) {
+        self.capture = Some(Capture {
+            node: i,
+            frames: Vec::new(),
+        });
+    }
+
+    /// The frames kept since [`World::capture`], oldest first; the capture ends.
+    pub fn take_captured(&mut self) -> Vec<Captured> {
+        self.capture.take().map(|c| c.frames).unwrap_or_default()
+    }
+
+    /// Ends the world, keeping node `i`'s daemon, to drive it alone (the hot-path bench
+    /// replays captured frames to it through its own drive path).
+    pub fn into_node(mut self, i: usize) -> Option<Node> {
+        self.slots[i].node.take().map(|n| *n)
+    }
+
+    /// Whether the cluster is in its steady state: every daemon runs and sees every other
+    /// connected with no flag set, all follow one recovery master, which holds the lock, in one
+    /// generation made by a recovery, out of recovery mode.
+    pub fn settled(&self) -> bool {
+        let live = || (0..self.cfg.nodes).filter(|i| !self.cfg.deleted.contains(i));
+        let Some(first) = live().next().and_then(|i| self.node(i)) else {
+            return false;
+        };
+        let (r, g) = (first.recmaster(), first.generation());
+        r != Pnn::NONE
+            && g > crate::types::Generation(1)
+            && self.lock_holder().is_some_and(|h| h.node == r.index())
+            && live().all(|i| {
+                self.slots[i].state == NodeState::Running
+                    && self.node(i).is_some_and(|n| {
+                        n.recmaster() == r
+                            && n.generation() == g
+                            && n.recovery_mode() == crate::control::RecoveryMode::Normal
+                            && live().all(|j| n.flags_of(Pnn(j as u32)) == NodeFlags::empty())
+                    })
+            })
+    }
+
     /// Sends a control request to node `i` now; returns its answer.
     pub fn control(&mut self, i: usize, request: Request) -> Option<Response> {
         let now = self.now;
@@ -761,8 +893,8 @@ impl World {
     /// Runs until `t` (or the first violation).
     pub fn run_until(&mut self, t: Instant) -> Result<(), Violation> {
         while self.violation.is_none() {
-            match self.queue.peek() {
-                Some(e) if e.at <= t => self.step(),
+            match self.queue.next_at() {
+                Some(at) if at <= t => self.step(),
                 _ => break,
             }
         }
@@ -790,8 +922,8 @@ impl World {
             if cond(self) {
                 return Ok(Some(self.now - start));
             }
-            match self.queue.peek() {
-                Some(e) if e.at <= end => self.step(),
+            match self.queue.next_at() {
+                Some(at) if at <= end => self.step(),
                 _ => {
                     self.now = self.now.max(end);
                     return Ok(None);
@@ -810,19 +942,16 @@ impl World {
     // ----- the machinery -----
 
     fn push(&mut self, at: Instant, p: Pending) {
-        self.seq += 1;
-        self.queue.push(Entry {
-            at,
-            seq: self.seq,
-            p,
-        });
+        self.queue.push(at, p);
     }
 
     fn step(&mut self) {
-        let Some(e) = self.queue.pop() else { return };
-        self.now = self.now.max(e.at);
+        let Some((at, p)) = self.queue.pop() else {
+            return;
+        };
+        self.now = self.now.max(at);
         self.steps += 1;
-        match e.p {
+        match p {
             Pending::Input { to, life, input } => {
                 let s = &mut self.slots[to];
                 if s.life != life || s.node.is_none() {
@@ -906,7 +1035,7 @@ impl World {
     }
 
     fn check(&mut self) {
-        if self.violation.is_some() {
+        if self.violation.is_some() || !self.cfg.checks {
             return;
         }
         let snap = Snapshot {
@@ -915,6 +1044,7 @@ impl World {
             lock: self.lock.holder(self.now),
             hosting: &self.hosting,
             votes_lost: &self.votes_lost,
+            unheard_since: &self.unheard_since,
             bounds: &self.bounds,
         };
         if let Err((rule, message)) = self.checker.check(&snap) {
@@ -963,21 +1093,23 @@ impl World {
     }
 
     /// Ground truth: which running daemons each node can exchange segments with both ways (a
-    /// frozen daemon is no vote: it sends nothing), and since when the others are not.
+    /// frozen daemon is no vote: it sends nothing), which it can hear, and since when not.
     fn update_reach(&mut self) {
         let n = self.cfg.nodes;
+        let now = self.now;
+        let since = |v: &mut Option<Instant>, ok: bool| {
+            if ok {
+                *v = None;
+            } else if v.is_none() {
+                *v = Some(now);
+            }
+        };
         for i in 0..n {
             for j in 0..n {
-                let vote = i != j
-                    && self.slots[j].state == NodeState::Running
-                    && self.net.path(i, j)
-                    && self.net.path(j, i);
-                let v = &mut self.votes_lost[i][j];
-                if vote {
-                    *v = None;
-                } else if v.is_none() {
-                    *v = Some(self.now);
-                }
+                let runs = self.slots[j].state == NodeState::Running;
+                let hears = i != j && runs && self.net.path(j, i);
+                since(&mut self.unheard_since[i][j], hears);
+                since(&mut self.votes_lost[i][j], hears && self.net.path(i, j));
             }
         }
     }
@@ -999,8 +1131,19 @@ impl World {
                 acting: n.is_acting_recmaster(),
                 recmaster: n.recmaster(),
                 generation: n.generation(),
+                vnnmap: n.vnnmap(),
                 quorate: n.quorate(),
                 flags: n.flags_of(n.pnn()),
+                lock_requests: s.lock_requests,
+                connected: {
+                    let mut c = NodeSet::new();
+                    for j in (0..self.cfg.nodes).map(|j| Pnn(j as u32)) {
+                        if j != n.pnn() && !n.flags_of(j).contains(NodeFlags::DISCONNECTED) {
+                            c.insert(j);
+                        }
+                    }
+                    c
+                },
             },
         };
         if o != self.obs[i] {
@@ -1029,7 +1172,7 @@ impl World {
     // ----- processes -----
 
     fn start(&mut self, i: usize) {
-        if self.slots[i].node.is_some() {
+        if self.slots[i].node.is_some() || self.cfg.deleted.contains(&i) {
             return;
         }
         self.lives += 1;
@@ -1070,7 +1213,7 @@ impl World {
             .collect();
         let s = &mut self.slots[i];
         s.fencing = fencing;
-        s.node = Some(node);
+        s.node = Some(Box::new(node));
         s.state = NodeState::Running;
         s.since = self.now;
         s.life = life;
@@ -1081,6 +1224,7 @@ impl World {
         s.queued = 0;
         s.timer = None;
         s.lock_timer = None;
+        s.lock_requests = 0;
         self.trace
             .record(self.now, &N(i), format_args!("started (life {life})"));
         self.update_reach();
@@ -1456,17 +1600,24 @@ impl World {
                     peer: Pnn(*peer as u32),
                 }
             }
-            Input::Frame {
-                conn,
-                from,
-                bytes,
-                msg,
-            } => {
+            Input::Frame { conn, from, frame } => {
                 if !self.net.is_open(*conn, 1) {
                     return;
                 }
-                self.trace
-                    .record(now, &N(i), format_args!("<- n{from} c{conn} {msg:?}"));
+                let bytes = frame.bytes();
+                if self.trace.is_on() {
+                    let msg = Msg(wire::decode(bytes).ok().map(|(_, m)| m));
+                    self.trace
+                        .record(now, &N(i), format_args!("<- n{from} c{conn} {msg}"));
+                }
+                if let Some(c) = self.capture.as_mut().filter(|c| c.node == i) {
+                    c.frames.push(Captured {
+                        at: now,
+                        from: *from,
+                        link: Link::In(ConnId(*conn)),
+                        bytes: bytes.to_vec(),
+                    });
+                }
                 Event::Frame {
                     link: Link::In(ConnId(*conn)),
                     bytes,
@@ -1512,7 +1663,7 @@ impl World {
         self.after_handle(i, node, r);
     }
 
-    fn after_handle(&mut self, i: usize, mut node: Node, r: Result<(), crate::Error>) {
+    fn after_handle(&mut self, i: usize, mut node: Box<Node>, r: Result<(), crate::Error>) {
         self.events += 1;
         if let Err(e) = r {
             self.violate(
@@ -1531,10 +1682,10 @@ impl World {
 
     /// Carries out what node `i` (out of its slot) has to say, through the drive path.
     fn drain_node(&mut self, i: usize, node: &mut Node) {
-        let mut driver = core::mem::take(&mut self.driver);
+        let mut driver = self.driver.take().unwrap_or_default();
         let now = self.now;
         driver.drain(node, now, &mut Shell { w: self, i });
-        self.driver = driver;
+        self.driver = Some(driver);
     }
 
     /// Drains a node's outputs outside `handle` (after a start).
@@ -1550,37 +1701,45 @@ impl World {
 
     fn transmit(&mut self, i: usize, peer: Pnn, frame: &[u8]) {
         let j = peer.index();
-        let Ok((_, msg)) = wire::decode(frame) else {
-            self.violate(
-                "node-contract",
-                format!("n{i} produced a frame that does not decode: {frame:?}"),
-            );
-            return;
+        // Decoded only for the checks and the trace: a measurement pays for neither.
+        let msg = if self.cfg.checks || self.trace.is_on() {
+            match wire::decode(frame) {
+                Ok((_, msg)) => Some(msg),
+                Err(_) => {
+                    self.violate(
+                        "node-contract",
+                        format!("n{i} produced a frame that does not decode: {frame:?}"),
+                    );
+                    return;
+                }
+            }
+        } else {
+            None
         };
+        let msg = Msg(msg);
         let now = self.now;
         let Some(conn) = self.net.out[i].get(j).copied().flatten() else {
             // The contract: the shell drops a transmit without an outgoing connection.
             self.trace.record(
                 now,
                 &N(i),
-                format_args!("=> n{j} {msg:?} dropped: not connected"),
+                format_args!("=> n{j} {msg} dropped: not connected"),
             );
             return;
         };
         if !self.net.is_open(conn, 0) {
             return;
         }
-        let bytes = frame.to_vec();
         if let Some((at, m)) = self.net.send(&mut self.net_rng, conn, 0, now) {
             let extra = Mishaps(m);
             self.trace
-                .record(now, &N(i), format_args!("=> n{j} c{conn} {msg:?}{extra}"));
+                .record(now, &N(i), format_args!("=> n{j} c{conn} {msg}{extra}"));
             self.push(
                 at,
                 Pending::Segment {
                     conn,
                     dir: 0,
-                    seg: Segment::Data { bytes, msg },
+                    seg: Segment::Data(Frame::new(frame)),
                 },
             );
         }
@@ -1617,6 +1776,7 @@ impl World {
                 }
             }
             Action::AcquireLock => {
+                self.slots[i].lock_requests += 1;
                 self.trace
                     .record(now, &N(i), format_args!("-> acquire-lock"));
                 let mut outs = core::mem::take(&mut self.lock_outs);
@@ -1631,6 +1791,7 @@ impl World {
                 self.lock_outs = outs;
             }
             Action::ReleaseAllIps => {
+                self.released.push((now, i));
                 let k = self.hosting.release_all(i);
                 self.trace
                     .record(now, &N(i), format_args!("-> release-all-ips ({k} hosted)"));
@@ -1802,14 +1963,13 @@ impl World {
                 Segment::Refused => {
                     self.deliver(dst, life, Input::ConnectFailed { conn, peer: src })
                 }
-                Segment::Data { bytes, msg } => self.deliver(
+                Segment::Data(frame) => self.deliver(
                     dst,
                     life,
                     Input::Frame {
                         conn,
                         from: src,
-                        bytes,
-                        msg,
+                        frame,
                     },
                 ),
                 Segment::Fin | Segment::Rst => {
@@ -1829,6 +1989,10 @@ impl World {
     /// The path `a -> b` came up: what waited on it goes now (after a retransmission timer).
     fn resume(&mut self, a: usize, b: usize) {
         let rto = self.net.cfg.rto_min;
+        if let Some(t) = self.unheard_since[b][a].as_mut() {
+            // What `a` sent before it fell silent may arrive now: b hears it until then.
+            *t = self.now + rto;
+        }
         for (conn, dir, segs) in self.net.take_stalled(a, b) {
             let wait = Duration::from_nanos(self.net_rng.below(rto.as_nanos() as u64 + 1));
             for seg in segs {
@@ -1951,6 +2115,18 @@ enum Kill {
     Crash,
     Host,
     Stop,
+}
+
+/// Prints a frame's message for the trace, as `{:?}` would (`?` when it was not decoded).
+struct Msg(Option<Message>);
+
+impl fmt::Display for Msg {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.0 {
+            Some(m) => write!(f, "{m:?}"),
+            None => f.write_str("?"),
+        }
+    }
 }
 
 /// Prints a segment's mishaps for the trace.

@@ -1,7 +1,8 @@
 //! The trace of a run: one text line per event, action, fault and state change, with its virtual
 //! time. Every line is folded into a 64-bit FNV-1a digest, so two runs can be compared byte for
 //! byte without keeping their traces; the last few lines are kept for failure reports, and the
-//! whole trace on request.
+//! whole trace on request. A trace that is off ([`Trace::off`]) formats nothing: the benches
+//! measure the nodes, not the text.
 
 use crate::time::Instant;
 use alloc::collections::VecDeque;
@@ -63,6 +64,7 @@ impl fmt::Display for Dur {
 /// The trace of one run.
 #[derive(Debug)]
 pub struct Trace {
+    on: bool,
     digest: u64,
     lines: u64,
     tail: VecDeque<String>,
@@ -75,6 +77,7 @@ impl Trace {
     /// A trace that keeps its last `tail` lines, and every line if `keep_all`.
     pub fn new(tail: usize, keep_all: bool) -> Self {
         Trace {
+            on: true,
             digest: FNV_OFFSET,
             lines: 0,
             tail: VecDeque::with_capacity(tail),
@@ -84,8 +87,28 @@ impl Trace {
         }
     }
 
+    /// A trace that records nothing: no line, no digest (it stays at [`FNV_OFFSET`]).
+    pub fn off() -> Self {
+        Trace {
+            on: false,
+            ..Trace::new(0, false)
+        }
+    }
+
+    /// Whether lines are recorded (callers skip work that only feeds the trace).
+    pub fn is_on(&self) -> bool {
+        self.on
+    }
+
     /// Appends the line `TIME WHO WHAT`.
+    #[inline]
     pub fn record(&mut self, now: Instant, who: &dyn fmt::Display, what: fmt::Arguments<'_>) {
+        if self.on {
+            self.write(now, who, what);
+        }
+    }
+
+    fn write(&mut self, now: Instant, who: &dyn fmt::Display, what: fmt::Arguments<'_>) {
         self.buf.clear();
         // Writing into a String cannot fail.
         let _ = write!(self.buf, "{} ", Secs(now));

@@ -4,8 +4,9 @@
 //! node's own view) within [`Bounds::reconnect`], and the running daemons must form a
 //! majority; from the moment they are all connected, within [`Bounds::converge`], the active
 //! ones (not banned or stopped) agree on the recovery master and the generation and, when the
-//! node runs elections, that master is one of them and acts (holds the lock); when it runs
-//! takeovers, every public address is hosted by exactly one running node that may host. After
+//! node runs elections, that master is one of them and acts (holds the lock) and every active
+//! node's vnnmap holds exactly the active nodes; when it runs takeovers, every public address
+//! is hosted by exactly one running node that may host. After
 //! that, all of it must keep holding: nothing fails any more, so nothing should change.
 
 use super::{names, Bounds, NodeObs};
@@ -13,7 +14,7 @@ use crate::sim::hosting::Hosting;
 use crate::sim::trace::{Dur, Secs};
 use crate::sim::Capabilities;
 use crate::time::Instant;
-use crate::types::{NodeFlags, Pnn};
+use crate::types::{NodeFlags, NodeSet, Pnn};
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -162,6 +163,19 @@ impl Liveness {
             if !ok {
                 return Err(format!(
                     "no acting recovery master (all follow {rm}):{}",
+                    table()
+                ));
+            }
+            // CTDB's recovery master recovers until every active node has one vnnmap and it
+            // holds exactly the active nodes (seed 000).
+            let mut want = NodeSet::new();
+            for &i in &active {
+                want.insert(Pnn(i as u32));
+            }
+            if let Some(&i) = active.iter().find(|&&i| views[i].obs.vnnmap != want) {
+                return Err(format!(
+                    "n{i}'s vnnmap is {:?}, not the active nodes {want:?}:{}",
+                    views[i].obs.vnnmap,
                     table()
                 ));
             }

@@ -5,8 +5,12 @@
 //! fabricated states in tests. Liveness ([`liveness`]) is checked from the moment the faults
 //! stop, against bounds derived from the tunables ([`Bounds`]).
 
+pub mod acting_lock;
+pub mod barred;
+pub mod detection;
 pub mod generation;
 pub mod hosting;
+pub mod lead;
 pub mod liveness;
 pub mod lock;
 pub mod quorum;
@@ -15,7 +19,7 @@ pub mod recmaster;
 use super::hosting::Hosting;
 use super::lock::Holder;
 use crate::time::Instant;
-use crate::types::{Generation, NodeFlags, Pnn};
+use crate::types::{Generation, NodeFlags, NodeSet, Pnn};
 use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -58,6 +62,12 @@ pub struct NodeObs {
     pub quorate: bool,
     /// Its own administrative flags.
     pub flags: NodeFlags,
+    /// How many times this life asked for the cluster lock (`Action::AcquireLock`).
+    pub lock_requests: u32,
+    /// The peers it shows connected (`flags_of(p)` without DISCONNECTED), itself excluded.
+    pub connected: NodeSet,
+    /// `Node::vnnmap`: the active nodes of its generation.
+    pub vnnmap: NodeSet,
 }
 
 impl NodeObs {
@@ -72,6 +82,9 @@ impl NodeObs {
         generation: Generation(0),
         quorate: false,
         flags: NodeFlags::empty(),
+        lock_requests: 0,
+        connected: NodeSet::new(),
+        vnnmap: NodeSet::new(),
     };
 
     /// Whether the daemon can act now (running, not frozen).
@@ -84,15 +97,18 @@ impl fmt::Display for NodeObs {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{:?} life={} recmaster={} gen={} quorate={} lock={} acting={} flags={}",
+            "{:?} life={} recmaster={} gen={} vnnmap={:?} quorate={} lock={} acting={} flags={} \
+             connected={:?}",
             self.state,
             self.life,
             self.recmaster,
             self.generation.0,
+            self.vnnmap,
             self.quorate,
             self.holds_lock,
             self.acting,
-            self.flags
+            self.flags,
+            self.connected
         )
     }
 }
@@ -111,6 +127,12 @@ pub struct Snapshot<'a> {
     /// Ground truth: `votes_lost[i][j]` is `None` while node j's running daemon can exchange
     /// segments with node i both ways (a vote i may count), else since when it cannot.
     pub votes_lost: &'a [Vec<Option<Instant>>],
+    /// Ground truth: `unheard_since[i][j]` is `None` while node j's daemon runs (not frozen)
+    /// and the path j -> i is up (i can hear j), else the instant from which nothing more
+    /// leaves j for i (what is under way arrives within `max_delay`): when j stopped or the
+    /// path was cut, or, when the path heals while j is still silent, the end of the
+    /// retransmission wait after which what the cut held back is sent on.
+    pub unheard_since: &'a [Vec<Option<Instant>>],
     /// The bounds of this run.
     pub bounds: &'a Bounds,
 }
@@ -175,10 +197,14 @@ impl Checker {
         Checker {
             list: alloc::vec![
                 Box::new(lock::LockExclusive) as Box<dyn Invariant>,
+                Box::new(acting_lock::ActingHoldsLock),
                 Box::new(recmaster::OneRecmasterPerGeneration::new(n)),
                 Box::new(generation::GenerationsGrow::new(n)),
                 Box::new(hosting::NoAddressTwice::default()),
                 Box::new(quorum::ReleaseWithoutQuorum),
+                Box::new(lead::NoLeadWithoutQuorum::new(n)),
+                Box::new(detection::SilentPeerDisconnected),
+                Box::new(barred::ObeysOwnFlags),
             ],
         }
     }
@@ -319,6 +345,55 @@ impl fmt::Display for Bounds {
             Dur(self.ip_lease)
         )
     }
+}
+
+/// When node `i`, unless it can count on a majority again, must have noticed that it cannot:
+/// `max(L, since) + detect`, where `L` is when it lost the last vote it needs (the k-th most
+/// recent loss, k being how many lost peers it would need besides those it can still reach;
+/// ground truth from [`Snapshot::votes_lost`]) and `since` when it last started or was
+/// thawed. `None` while it can count on a majority. From then on it releases its addresses
+/// ([`quorum`]) and does not lead ([`lead`]).
+pub fn majority_lost_deadline(s: &Snapshot<'_>, i: usize) -> Option<Instant> {
+    let row = &s.votes_lost[i];
+    let needed = row.len() / 2; // others, besides itself, for a strict majority
+    if needed == 0 {
+        return None;
+    }
+    // The common case, checked for every node at every step: a majority is reachable.
+    let mut reachable = 0;
+    for (j, l) in row.iter().enumerate() {
+        if j != i && l.is_none() {
+            reachable += 1;
+            if reachable == needed {
+                return None;
+            }
+        }
+    }
+    let k = needed - reachable;
+    let mut lost: Vec<Instant> = (row.iter().enumerate())
+        .filter_map(|(j, l)| if j == i { None } else { *l })
+        .collect();
+    // Most recent first: the k-th is the last loss that still leaves a majority possible.
+    lost.sort_unstable_by(|a, b| b.cmp(a));
+    let last = *lost.get(k - 1)?;
+    Some(last.max(s.nodes[i].since) + s.bounds.detect)
+}
+
+/// ` n1:reachable n2:lost@12.5` for error messages: node `i`'s votes, from the ground truth.
+pub(crate) fn votes_text(s: &Snapshot<'_>, i: usize) -> String {
+    let mut votes = String::new();
+    for (j, l) in s.votes_lost[i].iter().enumerate() {
+        if j != i {
+            let _ = match l {
+                None => fmt::Write::write_fmt(&mut votes, format_args!(" n{j}:reachable")),
+                Some(t) => fmt::Write::write_fmt(
+                    &mut votes,
+                    format_args!(" n{j}:lost@{}", super::trace::Secs(*t).to_string_trimmed()),
+                ),
+            };
+        }
+    }
+    votes
 }
 
 /// `n0,n3` for error messages.

@@ -9,43 +9,16 @@
 //! how many lost peers it would need besides those it can still reach). A frozen or dead
 //! daemon owes nothing: its addresses lapse by themselves at the end of their lease.
 
-use super::{Invariant, Snapshot};
+use super::{majority_lost_deadline, votes_text, Invariant, Snapshot};
 use crate::sim::trace::{Dur, Secs};
 use crate::time::Instant;
 use alloc::format;
 use alloc::string::String;
-use alloc::vec::Vec;
 use core::fmt::Write;
 
 /// See the module documentation.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct ReleaseWithoutQuorum;
-
-/// When node `i` must host nothing any more (if it cannot count on a majority), given the
-/// ground truth in `s`; `None` while it may still count on one.
-pub fn release_deadline(s: &Snapshot<'_>, i: usize) -> Option<Instant> {
-    let n = s.nodes.len();
-    let needed = n / 2; // others, besides itself, for a strict majority
-    let mut reachable = 0;
-    let mut lost: Vec<Instant> = Vec::new();
-    for j in 0..n {
-        if j == i {
-            continue;
-        }
-        match s.votes_lost[i][j] {
-            None => reachable += 1,
-            Some(t) => lost.push(t),
-        }
-    }
-    if reachable >= needed {
-        return None;
-    }
-    let k = needed - reachable;
-    // Most recent first: the k-th is the last loss that still leaves a majority possible.
-    lost.sort_unstable_by(|a, b| b.cmp(a));
-    let last = *lost.get(k - 1)?;
-    Some(last.max(s.nodes[i].since) + s.bounds.detect)
-}
 
 impl Invariant for ReleaseWithoutQuorum {
     fn name(&self) -> &'static str {
@@ -55,7 +28,7 @@ impl Invariant for ReleaseWithoutQuorum {
     fn next_deadline(&self, s: &Snapshot<'_>) -> Option<Instant> {
         (0..s.nodes.len())
             .filter(|&i| s.nodes[i].active() && s.hosting.hosts_any(i))
-            .filter_map(|i| release_deadline(s, i))
+            .filter_map(|i| majority_lost_deadline(s, i))
             .min()
     }
 
@@ -64,7 +37,7 @@ impl Invariant for ReleaseWithoutQuorum {
             if !o.active() || !s.hosting.hosts_any(i) {
                 continue;
             }
-            let Some(deadline) = release_deadline(s, i) else {
+            let Some(deadline) = majority_lost_deadline(s, i) else {
                 continue;
             };
             if s.now < deadline {
@@ -74,15 +47,7 @@ impl Invariant for ReleaseWithoutQuorum {
             for (ip, _) in s.hosting.hosted_by(i) {
                 let _ = write!(ips, " {ip}");
             }
-            let mut votes = String::new();
-            for (j, l) in s.votes_lost[i].iter().enumerate() {
-                if j != i {
-                    let _ = match l {
-                        None => write!(votes, " n{j}:reachable"),
-                        Some(t) => write!(votes, " n{j}:lost@{}", Secs(*t).to_string_trimmed()),
-                    };
-                }
-            }
+            let votes = votes_text(s, i);
             return Err(format!(
                 "n{i} cannot count on a majority (votes:{votes}; running since {}s, believes \
                  quorate={}) and still hosts{ips} at {}s, past its release deadline {}s \
