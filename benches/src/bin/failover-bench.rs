@@ -25,8 +25,9 @@ struct Args {
     /// Events: start,kill9,kill9-leader,sigstop,cut,stop,return or all.
     #[arg(long, default_value = "all")]
     events: String,
-    /// CI mode: pharos fast profile, 2 repetitions, start,kill9,sigstop,cut; exits 1 if an
-    /// address is ever on two nodes or a failover does not complete.
+    /// CI mode: pharos fast profile, 2 repetitions of start, kill9 (and return), kill9-leader,
+    /// sigstop, cut, stop; exits 1 if an address is ever on two nodes, a failover does not
+    /// complete or the victim keeps an address.
     #[arg(long)]
     smoke: bool,
     /// Results directory.
@@ -75,7 +76,7 @@ fn main() {
         a.system = "pharos".into();
         a.profiles = vec!["pharos-fast".into()];
         a.reps = 2;
-        a.events = "start,kill9,sigstop,cut".into();
+        a.events = "start,kill9,kill9-leader,sigstop,cut,stop".into();
         a.idle = 0.0;
     }
     let events = Event::parse_list(&a.events).unwrap_or_else(|e| die(e));
@@ -220,6 +221,14 @@ fn main() {
                 }
                 if t.value.is_none() {
                     bad.push(format!("{} #{}: did not complete", t.event, t.rep + 1));
+                }
+                if let Some(s) = t.stale.as_ref().filter(|s| !s.is_empty()) {
+                    bad.push(format!(
+                        "{} #{}: the victim kept {}",
+                        t.event,
+                        t.rep + 1,
+                        s.join(" ")
+                    ));
                 }
             }
         }

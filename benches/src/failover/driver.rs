@@ -696,6 +696,15 @@ impl<'a> Run<'a> {
                 for p in self.stopped.drain(..) {
                     procs::signal(p, libc::SIGCONT);
                 }
+                // pharos's guardian kills a daemon that stays frozen past its timeout (a thawed
+                // daemon must not act on decisions made before the freeze): restart it, as its
+                // supervisor would.
+                if self.sys.daemon_pids(&self.ctx, v).is_empty() {
+                    t.notes
+                        .push("the daemon did not survive the stop; restarted".into());
+                    self.sys.reap(&self.ctx, v);
+                    self.start_node(v)?;
+                }
             }
             Event::Cut => {
                 lab(self.opts, &["heal", &v.to_string()])?;

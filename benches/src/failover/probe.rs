@@ -288,10 +288,20 @@ mod tests {
             let c = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             c.local_addr().unwrap()
         };
+        // The server answers until the probe is done: a loaded machine may fit fewer rounds in
+        // the probe's 25 ms, and a server waiting for a fixed count would then wait for ever.
+        l.set_nonblocking(true).unwrap();
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stop = done.clone();
         let server = std::thread::spawn(move || {
-            for _ in 0..3 {
-                let (mut c, _) = l.accept().unwrap();
-                c.write_all(b"n7\n").unwrap();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                match l.accept() {
+                    Ok((mut c, _)) => {
+                        c.set_nonblocking(false).unwrap();
+                        let _ = c.write_all(b"n7\n");
+                    }
+                    Err(_) => std::thread::sleep(std::time::Duration::from_millis(1)),
+                }
             }
         });
         let opts = ProbeOptions {
@@ -303,17 +313,20 @@ mod tests {
         };
         let mut out = Vec::new();
         run(&opts, &mut out).unwrap();
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
         server.join().unwrap();
         let recs: Vec<ProbeRecord> = String::from_utf8(out)
             .unwrap()
             .lines()
             .map(|l| ProbeRecord::parse(l).unwrap())
             .collect();
-        // Three rounds (at 0, 10 and 20 ms), two attempts each.
-        assert_eq!(recs.len(), 6, "{recs:?}");
+        // Up to three rounds (at 0, 10 and 20 ms; fewer when the machine is loaded), two
+        // attempts each: one answered, one refused.
+        let rounds = recs.len() / 2;
+        assert!(recs.len() % 2 == 0 && (1..=3).contains(&rounds), "{recs:?}");
         let count = |want: Result<String, String>| recs.iter().filter(|r| r.result == want).count();
-        assert_eq!(count(Ok("n7".into())), 3, "{recs:?}");
-        assert_eq!(count(Err("refused".into())), 3, "{recs:?}");
+        assert_eq!(count(Ok("n7".into())), rounds, "{recs:?}");
+        assert_eq!(count(Err("refused".into())), rounds, "{recs:?}");
         assert!(recs.windows(2).all(|w| w[0].t_ns <= w[1].t_ns + 30_000_000));
     }
 }
