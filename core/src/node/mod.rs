@@ -370,6 +370,16 @@ impl Node {
                     self.hosting
                         .take(&mut self.ctx, peer, header.generation, ip)
                 } else {
+                    log::info!(
+                        "node {}: refusing to take {} from node {peer} ({})",
+                        self.ctx.me.pnn,
+                        ip.addr,
+                        if from_master {
+                            "no hosting lease yet, or hosting not allowed"
+                        } else {
+                            "not our recovery master"
+                        }
+                    );
                     Some(Done {
                         to: peer,
                         generation: header.generation,

@@ -637,9 +637,14 @@ impl Takeover {
             // next run plans with the news, now.
             self.run_at = ctx.now;
         } else if failed > 0 {
-            // Try again soon, backing off while failures repeat.
+            // Try again soon, backing off while failures repeat. The first retry comes after
+            // one KeepaliveInterval: the usual refusal is a node that just joined and whose
+            // lease the next echo renews (a 1 s wait there made 1 start in ~9 slow).
             self.failed_runs = self.failed_runs.saturating_add(1);
-            let backoff = ctx.tunables.recover_interval * self.failed_runs.min(8);
+            let backoff = match self.failed_runs {
+                1 => ctx.tunables.keepalive_interval,
+                n => ctx.tunables.recover_interval * (n - 1).min(8),
+            };
             self.run_at = ctx.now + backoff;
             self.need_run = true;
             ctx.timers.set_earliest(Timer::Takeover, self.run_at);
