@@ -52,7 +52,3 @@ pub use types::{ClientId, ConnId, Generation, Link, NodeFlags, Pnn};
 
 #[cfg(feature = "sim")]
 pub mod sim;
-// Test-only: the in-memory network the event-sequencing tests (node/events_tests.rs) still run on;
-// every other test and bench runs on the simulator.
-#[cfg(test)]
-mod testing;

@@ -1180,6 +1180,8 @@ impl Node {
 mod tests;
 
 #[cfg(test)]
+mod lab;
+#[cfg(test)]
 mod takeover_tests;
 
 #[cfg(test)]

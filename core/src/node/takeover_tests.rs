@@ -1,15 +1,13 @@
 //! Takeover runs (issue 11, items 2, 6 and 8) on a small cluster of real nodes wired through the
-//! one drive path ([`lab`]), with explicit virtual time. After every step the lab checks that
+//! one drive path (`node/lab.rs`), with explicit virtual time. After every step the lab checks that
 //! no address is configured on two hosts (as the hosts' kernels see it, lifetimes included);
 //! the tests check the order of releases, acknowledgements and takes, the waits for a silent
 //! holder's lease, and what the admin commands, `moveip` and `reloadips` do.
 
-mod lab;
-
+use super::lab::{IpMode, Lab, Rec};
 use super::*;
 use crate::wire::{Entry, Header};
 use alloc::vec;
-use lab::{IpMode, Lab, Rec};
 
 const MS: Duration = Duration::from_millis(1);
 const ADDRS: usize = 6;

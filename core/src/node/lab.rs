@@ -1,4 +1,4 @@
-//! A small cluster for the takeover tests: real [`Node`]s driven through
+//! A small cluster for the takeover and event tests: real [`Node`]s driven through
 //! [`crate::drive::Driver`] on virtual time, TCP connections between them, a model fcntl lock,
 //! and a model of each host's kernel addresses (with their lifetimes), so that a test can check
 //! after every step that no address is configured on two hosts.
@@ -41,6 +41,9 @@ pub enum IpMode {
     /// On a take the kernel adds the address at once, and the daemon freezes before it reads
     /// the kernel's answer (it answers the recovery master only once thawed).
     FreezeOnTake,
+    /// Takes at once; a release removes the address but reports this errno (a failing
+    /// `releaseip` script: the address still goes).
+    FailRelease(i32),
 }
 
 /// Something that happened, with its time, for the tests' assertions.
@@ -349,7 +352,7 @@ impl Host for HostOf<'_> {
             } => {
                 let take = Some((lifetime_secs, not_after));
                 match w.modes[me] {
-                    IpMode::Instant | IpMode::FreezeOnRelease => {
+                    IpMode::Instant | IpMode::FreezeOnRelease | IpMode::FailRelease(_) => {
                         let r = w.host_op(me, IpOp::Take, addr, take);
                         feedback.push(Event::IpResult(r));
                     }
@@ -377,6 +380,11 @@ impl Host for HostOf<'_> {
                 }
                 IpMode::Stuck => {}
                 IpMode::FreezeOnRelease => w.freeze_now.push(me),
+                IpMode::FailRelease(errno) => {
+                    let mut r = w.host_op(me, IpOp::Release, addr, None);
+                    r.error = Some(errno);
+                    feedback.push(Event::IpResult(r));
+                }
             },
             Action::RenewIps { lifetime_secs } => {
                 w.expire();
@@ -789,6 +797,13 @@ impl Lab {
             }
         }
         best
+    }
+
+    /// Feeds node `i` one event now (a health verdict, a carrier change...) and carries out
+    /// everything it asks.
+    pub fn event(&mut self, i: usize, event: Event<'_>) {
+        self.drive(i, event);
+        self.check();
     }
 
     /// Feeds node `i` one event and carries out everything it asks.
