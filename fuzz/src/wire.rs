@@ -167,8 +167,12 @@ pub fn write_message(m: &Message, out: &mut Vec<u8>) {
             out.extend_from_slice(&pnn.0.to_le_bytes());
         }
         Message::ReloadIps => out.push(14),
-        Message::Fenced { incarnation } => {
+        Message::Ban { secs } => {
             out.push(15);
+            out.extend_from_slice(&secs.to_le_bytes());
+        }
+        Message::Fenced { incarnation } => {
+            out.push(16);
             out.extend_from_slice(&incarnation.to_le_bytes());
         }
     }
