@@ -116,6 +116,11 @@ fn seeds_that_found_bugs() {
         // Frames a partition held back from a peer that froze meanwhile arrive when it heals
         // (silent-peer-disconnected counts from the heal).
         (1442, 5, Mix::Mixed),
+        // An unanswered take lost with a reset connection: the address stayed unhosted.
+        (55003, 5, Mix::Mixed),
+        // A link cut that is not transitive: a new master that could not hear the holder gave
+        // its address to another node at once (its view of the holder was stale).
+        (400075, 3, Mix::Mixed),
     ];
     for (seed, nodes, mix) in found {
         let out = run(&RunSpec {

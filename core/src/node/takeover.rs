@@ -354,6 +354,19 @@ impl Takeover {
             // it holds it (only that makes a step settled: an unanswered take is asked again).
             let (mut held, mut confirmed) = (NodeSet::new(), NodeSet::new());
             for p in (0..n).map(|i| Pnn(i as u32)) {
+                // A node out of reach whose addresses are not certainly gone may hold this one
+                // whatever our (possibly stale) view of it says: with a link cut that is not
+                // transitive, another master may have given it the address while we could not
+                // hear it. It counts as a holder until fenced or its lease wait is over.
+                let listed = self.view(p).iter().any(|e| e.ip.addr == ip.addr);
+                if !reachable(p)
+                    && (listed || self.view(p).is_empty())
+                    && ctx.nodes.address_of(p).is_some()
+                    && Self::gone_at(&self.fenced, &self.excluded_at, ctx, p)
+                        .is_none_or(|t| ctx.now < t)
+                {
+                    held.insert(p);
+                }
                 let Some(e) = self.view(p).iter().find(|e| e.ip.addr == ip.addr) else {
                     continue;
                 };
