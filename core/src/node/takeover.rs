@@ -358,16 +358,16 @@ impl Takeover {
                 // whatever our (possibly stale) view of it says: with a link cut that is not
                 // transitive, another master may have given it the address while we could not
                 // hear it. It counts as a holder until fenced or its lease wait is over.
-                let listed = self.view(p).iter().any(|e| e.ip.addr == ip.addr);
+                let entry = self.view(p).iter().find(|e| e.ip.addr == ip.addr);
                 if !reachable(p)
-                    && (listed || self.view(p).is_empty())
+                    && (entry.is_some() || self.view(p).is_empty())
                     && ctx.nodes.address_of(p).is_some()
                     && Self::gone_at(&self.fenced, &self.excluded_at, ctx, p)
                         .is_none_or(|t| ctx.now < t)
                 {
                     held.insert(p);
                 }
-                let Some(e) = self.view(p).iter().find(|e| e.ip.addr == ip.addr) else {
+                let Some(e) = entry else {
                     continue;
                 };
                 input.known_on.push(p);
